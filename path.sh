@@ -1,0 +1,17 @@
+# Sourced by run.sh (and by you, to run the Python scripts by hand): activates the Python
+# environment made by tools/setup.sh, puts the `todm` package on PYTHONPATH, sets threads.
+recipe_root=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+if [ "${TODM_NO_VENV:-0}" != 1 ]; then
+  todm_venv=${TODM_VENV:-$recipe_root/tools/venv}
+  if [ -f "$todm_venv/bin/activate" ]; then
+    # shellcheck disable=SC1091
+    . "$todm_venv/bin/activate"
+  fi
+fi
+export PYTHONPATH=$recipe_root/egs/librispeech:$recipe_root:${PYTHONPATH:-}
+export PYTHONUNBUFFERED=1
+export PYTHONIOENCODING=UTF-8
+# protobuf's C++ backend can segfault with tensorboard (icefall issue #674)
+export PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python
+# Each process uses its own torch thread count (set by the scripts); avoid oversubscription.
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
