@@ -1,0 +1,83 @@
+"""Small helpers shared by the scripts: flags, logging, seeding, atomic writes."""
+
+import argparse
+import json
+import logging
+import os
+import random
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+
+def str2bool(value: str) -> bool:
+    """argparse type for icefall-style booleans: true/false, yes/no, 1/0."""
+    if isinstance(value, bool):
+        return value
+    v = value.lower()
+    if v in ("true", "t", "yes", "y", "1"):
+        return True
+    if v in ("false", "f", "no", "n", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+
+
+def setup_logger(log_prefix: Path | str, rank: int = 0, world_size: int = 1) -> Path:
+    """Log to the console and to ``<log_prefix>-<date>[-<rank>]`` (icefall's layout)."""
+    date = datetime.now().strftime("%Y-%m-%d-%H-%M-%S")
+    suffix = f"-{rank}" if world_size > 1 else ""
+    log_file = Path(f"{log_prefix}-{date}{suffix}")
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    fmt = f"%(asctime)s %(levelname)s [%(filename)s:%(lineno)d] ({rank}/{world_size}) %(message)s"
+    handlers: list[logging.Handler] = [logging.FileHandler(log_file)]
+    if rank == 0:
+        handlers.append(logging.StreamHandler())
+    logging.basicConfig(level=logging.INFO, format=fmt, handlers=handlers, force=True)
+    return log_file
+
+
+def fix_random_seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def atomic_write(path: Path | str, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it over ``path``.
+
+    A crash (or a full disk) in the middle leaves the previous ``path`` intact, never a
+    half-written file that a later stage would mistake for a finished one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_json(obj: Any, path: Path | str) -> None:
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n"))
+
+
+def torch_save(obj: Any, path: Path | str) -> None:
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def read_tokens(tokens_file: Path | str) -> dict[str, int]:
+    """Read icefall's tokens.txt (``symbol id`` per line)."""
+    table = {}
+    for line_no, line in enumerate(Path(tokens_file).read_text().splitlines(), 1):
+        fields = line.split()
+        if len(fields) != 2:
+            raise ValueError(f"{tokens_file}:{line_no}: expected 'symbol id', got {line!r}")
+        table[fields[0]] = int(fields[1])
+    return table
