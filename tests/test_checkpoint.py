@@ -1,0 +1,103 @@
+import random
+
+import pytest
+import torch
+from torch import nn
+
+from todm.checkpoint import (average_checkpoints, average_with_model_avg, find_resume_checkpoint,
+                             get_rng_state, load_checkpoint, load_model_state, remove_checkpoints,
+                             save_checkpoint, set_rng_state, update_averaged_model)
+from todm.utils import atomic_write
+
+
+def _save(path, value: float, batch: int, avg: float | None = None):
+    m = nn.Linear(2, 1)
+    nn.init.constant_(m.weight, value)
+    nn.init.constant_(m.bias, value)
+    m_avg = None
+    if avg is not None:
+        m_avg = nn.Linear(2, 1).double()
+        nn.init.constant_(m_avg.weight, avg)
+        nn.init.constant_(m_avg.bias, avg)
+    save_checkpoint(path, m, {"batch_idx_train": batch}, model_avg=m_avg)
+
+
+def test_roundtrip_and_resume_choice(tmp_path):
+    _save(tmp_path / "epoch-1.pt", 1.0, 10)
+    _save(tmp_path / "checkpoint-15.pt", 2.0, 15)
+    _save(tmp_path / "epoch-2.pt", 3.0, 20)
+    assert find_resume_checkpoint(tmp_path).name == "epoch-2.pt"
+    _save(tmp_path / "checkpoint-25.pt", 4.0, 25)
+    assert find_resume_checkpoint(tmp_path).name == "checkpoint-25.pt"
+    m = nn.Linear(2, 1)
+    ckpt = load_checkpoint(tmp_path / "checkpoint-25.pt", m)
+    assert ckpt["params"]["batch_idx_train"] == 25 and torch.all(m.weight == 4.0)
+    assert find_resume_checkpoint(tmp_path / "nothing-here") is None
+
+
+def test_failed_write_keeps_previous_file(tmp_path):
+    _save(tmp_path / "epoch-1.pt", 1.0, 10)
+
+    def broken(tmp):
+        tmp.write_bytes(b"partial")
+        raise OSError("No space left on device")
+
+    with pytest.raises(OSError):
+        atomic_write(tmp_path / "epoch-1.pt", broken)
+    m = nn.Linear(2, 1)
+    load_checkpoint(tmp_path / "epoch-1.pt", m)
+    assert torch.all(m.weight == 1.0)
+    assert [p.name for p in tmp_path.iterdir()] == ["epoch-1.pt"]
+
+
+def test_remove_keeps_newest_and_epochs(tmp_path):
+    for b in (5, 10, 15):
+        _save(tmp_path / f"checkpoint-{b}.pt", 0.0, b)
+    _save(tmp_path / "epoch-1.pt", 0.0, 12)
+    remove_checkpoints(tmp_path, keep_last_k=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-15.pt", "epoch-1.pt"]
+
+
+def test_running_average_matches_mean_of_weights():
+    torch.manual_seed(0)
+    model, period = nn.Linear(3, 2), 2
+    avg = nn.Linear(3, 2).double()
+    avg.load_state_dict(model.state_dict())
+    history = []
+    for b in range(1, 9):
+        with torch.no_grad():
+            model.weight.add_(torch.randn_like(model.weight))
+        history.append(model.weight.detach().clone().double())
+        if b % period == 0:
+            update_averaged_model(avg, model, period, b)
+    # icefall's running average weights each snapshot by the period: mean of snapshots at 2,4,6,8
+    expected = torch.stack(history[1::2]).mean(0)
+    torch.testing.assert_close(avg.weight, expected)
+
+
+def test_average_between_two_checkpoints(tmp_path):
+    _save(tmp_path / "epoch-1.pt", 0.0, 10, avg=1.0)  # mean of batches 1..10 is 1
+    _save(tmp_path / "epoch-2.pt", 0.0, 20, avg=2.0)  # mean of 1..20 is 2 -> mean of 11..20 is 3
+    state = average_with_model_avg(tmp_path / "epoch-1.pt", tmp_path / "epoch-2.pt")
+    assert torch.allclose(state["weight"], torch.tensor(3.0))
+    _save(tmp_path / "epoch-3.pt", 5.0, 30)
+    plain = average_checkpoints([tmp_path / "epoch-2.pt", tmp_path / "epoch-3.pt"])
+    assert torch.allclose(plain["bias"], torch.tensor(2.5))
+    state, params, suffix = load_model_state(tmp_path, epoch=3, avg=2, use_averaged_model=False)
+    assert suffix == "epoch-3_avg-2" and params["batch_idx_train"] == 30
+
+
+def test_missing_checkpoint_names_the_stage(tmp_path):
+    with pytest.raises(FileNotFoundError, match="stage 3"):
+        load_model_state(tmp_path, epoch=4, avg=1, use_averaged_model=False)
+    with pytest.raises(ValueError, match="--epoch > --avg"):
+        _save(tmp_path / "epoch-1.pt", 0.0, 1, avg=0.0)
+        load_model_state(tmp_path, epoch=1, avg=1, use_averaged_model=True)
+
+
+def test_rng_state_roundtrip():
+    state = get_rng_state()
+    a = (random.random(), torch.rand(3))
+    set_rng_state(state)
+    b = (random.random(), torch.rand(3))
+    assert a[0] == b[0] and torch.equal(a[1], b[1])
