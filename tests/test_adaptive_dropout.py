@@ -15,7 +15,7 @@ def test_off_means_constant():
 
 
 def test_bad_values_are_named():
-    with pytest.raises(ValueError, match="dropout-max"):
+    with pytest.raises(ValueError, match="p_max"):
         DropoutRule(p_max=1.5)
     with pytest.raises(ValueError, match="parameters"):
         DropoutRule().rate(200, 100)

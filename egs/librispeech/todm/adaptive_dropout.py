@@ -24,7 +24,7 @@ class DropoutRule:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.p_max < 1.0:
-            raise ValueError(f"--dropout-max must be in [0, 1), got {self.p_max}")
+            raise ValueError(f"--dropout (p_max) must be in [0, 1), got {self.p_max}")
         if self.gamma < 0:
             raise ValueError(f"--dropout-gamma must be >= 0, got {self.gamma}")
 

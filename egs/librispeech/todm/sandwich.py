@@ -1,0 +1,123 @@
+"""One TODM training step with the sandwich rule (US-Nets/BigNAS/AlphaNet), on one batch.
+
+    largest subnet   ground-truth pruned RNN-T loss, dropout p(largest)  -> teacher (detached)
+    K random subnets [ground-truth loss] + KD to the teacher, dropout p(subnet)
+    smallest subnet  [ground-truth loss] + KD to the teacher, dropout p(smallest)
+
+Each subnet's loss is back-propagated at once (gradients accumulate, graphs are freed); the
+caller then takes one optimizer step. Students are evaluated on the teacher's prune ranges, so
+that teacher and student logits refer to the same lattice nodes (the KD target) and the
+student's own pruned loss lives on the teacher's lattice (our choice; TODM's is not public).
+With a search space of a single spec this is plain training of that architecture: the
+individually trained baseline.
+"""
+
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from todm.adaptive_dropout import DropoutRule
+from todm.alpha_divergence import lattice_kd_loss
+from todm.subnet import SearchSpace, SubnetSpec
+from todm.transducer_loss import TransducerOutput, loss_scales, transducer_forward
+
+
+@dataclass(frozen=True)
+class SandwichConfig:
+    num_random_subnets: int = 2
+    kd: bool = True  # in-place alpha-divergence distillation from the largest subnet
+    kd_weight: float = 1.0
+    student_gt_loss: bool = True  # students also get the ground-truth RNN-T loss
+    alpha_min: float = -1.0
+    alpha_max: float = 1.0
+    iw_clip: float = 5.0
+    prune_range: int = 5
+    lm_scale: float = 0.25
+    am_scale: float = 0.0
+    simple_loss_scale: float = 0.5
+    warm_step: int = 2000
+
+
+def sample_sandwich(space: SearchSpace, rng: random.Random, num_random: int) -> list[tuple[str, SubnetSpec]]:
+    """[("largest", L), ("random", r1), ..., ("smallest", S)]; just the largest if the space has one spec."""
+    largest, smallest = space.largest(), space.smallest()
+    if largest == smallest:
+        return [("largest", largest)]
+    return ([("largest", largest)] + [("random", space.sample(rng)) for _ in range(num_random)]
+            + [("smallest", smallest)])
+
+
+@dataclass
+class StepResult:
+    finite: bool
+    num_frames: int = 0
+    # per subnet kind: summed losses and seconds spent (forward + backward)
+    losses: dict[str, dict[str, float]] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    dropout: dict[str, float] = field(default_factory=dict)
+    bad_subnet: str = ""
+
+
+def sandwich_step(
+    model: Any,
+    loss_api: Any,
+    batch: tuple[torch.Tensor, torch.Tensor, list[list[int]]],
+    subnets: list[tuple[str, SubnetSpec]],
+    cfg: SandwichConfig,
+    dropout_rule: DropoutRule,
+    num_params: dict[SubnetSpec, int],
+    batch_idx_train: int,
+    scaler: torch.amp.GradScaler | None = None,
+    autocast_dtype: torch.dtype | None = None,
+) -> StepResult:
+    """Forward and backward every subnet of the sandwich; gradients accumulate in ``model``.
+
+    A non-finite loss stops the step at once with ``finite=False`` (the caller zeroes the
+    gradients and skips the batch, so the model is untouched).
+    """
+    x, x_lens, y = batch
+    simple_scale, pruned_scale = loss_scales(batch_idx_train, cfg.warm_step, cfg.simple_loss_scale)
+    max_params = num_params[subnets[0][1]]
+    teacher: TransducerOutput | None = None
+    result = StepResult(finite=True)
+    for kind, spec in subnets:
+        start = time.perf_counter()
+        is_teacher = kind == "largest"
+        p = dropout_rule.rate(num_params[spec], max_params)
+        use_kd = cfg.kd and teacher is not None
+        with torch.autocast(x.device.type, dtype=autocast_dtype or torch.float32,
+                            enabled=autocast_dtype is not None):
+            out = transducer_forward(
+                model, loss_api, x, x_lens, y, spec, dropout=p,
+                ranges=teacher.ranges if use_kd else None,
+                compute_loss=is_teacher or cfg.student_gt_loss or not cfg.kd,
+                prune_range=cfg.prune_range, am_scale=cfg.am_scale, lm_scale=cfg.lm_scale)
+        loss = torch.zeros((), device=x.device)
+        stats: dict[str, float] = {}
+        if out.simple_loss is not None:
+            loss = simple_scale * out.simple_loss + pruned_scale * out.pruned_loss
+            stats.update(simple_loss=out.simple_loss.item(), pruned_loss=out.pruned_loss.item())
+        if use_kd:
+            kd = lattice_kd_loss(out.logits, teacher.logits, teacher.ranges, teacher.boundary,
+                                 cfg.alpha_min, cfg.alpha_max, cfg.iw_clip)
+            loss = loss + cfg.kd_weight * kd
+            stats["kd_loss"] = kd.item()
+        stats["loss"] = loss.item()
+        if not torch.isfinite(loss):
+            result.finite, result.bad_subnet = False, f"{kind} {spec}"
+            return result
+        (scaler.scale(loss) if scaler is not None else loss).backward()
+        if is_teacher:
+            out.logits = out.logits.detach()
+            teacher, result.num_frames = out, out.num_frames
+        if x.device.type == "cuda":
+            torch.cuda.synchronize()
+        for name, value in stats.items():
+            result.losses.setdefault(kind, {}).setdefault(name, 0.0)
+            result.losses[kind][name] += value
+        result.seconds[kind] = result.seconds.get(kind, 0.0) + time.perf_counter() - start
+        result.dropout[kind] = p
+    return result

@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# TODM recipe: train one RNN-T supernet, deploy many subnets.
+#
+#   ./run.sh                                  # everything, built-in offline corpus, CPU
+#   ./run.sh --stage 3 --stop-stage 4         # only training and decoding
+#   ./run.sh --config conf/librispeech.sh     # LibriSpeech, paper-scale preset (GPUs)
+#
+# Every variable below is an option: --max-duration 300 sets max_duration=300.
+set -euo pipefail
+
+stage=-1
+stop_stage=6
+
+# data
+corpus=builtin          # builtin | librispeech | any lhotse recipe name (see local/prepare_lhotse_recipe.py)
+corpus_dir=             # an existing corpus directory (librispeech and other recipes)
+dl_dir=download         # where downloads and the synthesised built-in audio go
+tiny=false              # tiny built-in corpus and tiny training: the smoke test
+seed=42
+nj=$(nproc)
+train_parts=            # default per corpus, see below
+dev_parts=
+test_parts=
+perturb_speed=false
+vocab_size=             # BPE size; default per corpus, see below
+
+# training (stage 3 and 5)
+exp_dir=exp
+num_epochs=             # default per corpus/preset
+max_duration=           # seconds of audio per batch
+world_size=1            # processes per node (GPUs, or CPU processes with gloo)
+num_nodes=1
+node_rank=0
+master_addr=localhost
+master_port=12354
+train_args=""           # extra flags for todm.train, e.g. "--num-random-subnets 3 --kd-weight 0.5"
+model_args=""           # model-shape flags for todm.train (see python -m todm.train --help)
+baselines=true          # stage 5: individually trained baselines of the deployed archs
+
+help_message=$(sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//')
+
+. shared/parse_options.sh || exit 1
+if [ $# -ne 0 ]; then
+  echo "run.sh: unexpected argument '$1' (options are --name value; see --help)" >&2
+  exit 1
+fi
+. ./path.sh
+
+log() {
+  local fname=${BASH_SOURCE[1]##*/}
+  echo -e "$(date '+%Y-%m-%d %H:%M:%S') ($fname:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*"
+}
+
+case "$corpus" in
+  builtin)
+    : "${train_parts:=train}" "${dev_parts:=dev}" "${test_parts:=dev test}" "${vocab_size:=256}" ;;
+  librispeech)
+    : "${train_parts:=train-clean-100 train-clean-360 train-other-500}" "${dev_parts:=dev-clean dev-other}"
+    : "${test_parts:=test-clean test-other}" "${vocab_size:=500}" ;;
+  *)
+    if [ -z "$train_parts" ] || [ -z "$dev_parts" ] || [ -z "$test_parts" ] || [ -z "$vocab_size" ]; then
+      echo "run.sh: corpus '$corpus' needs --train-parts, --dev-parts, --test-parts and --vocab-size" >&2
+      exit 1
+    fi ;;
+esac
+if $tiny; then
+  : "${num_epochs:=2}" "${max_duration:=60}"
+  vocab_size=64
+  model_args="--encoder-dim 32 --head-dim 8 --state-dim 8 --num-layers 1,2 --ffn-dim 32,64 --num-heads 1,2 \
+    --decoder-dim 32 --joiner-dim 32 $model_args"
+fi
+: "${num_epochs:=12}" "${max_duration:=200}"
+lang_dir=data/lang_bpe_${vocab_size}
+
+if [ $stage -le -1 ] && [ $stop_stage -ge -1 ]; then
+  log "Stage -1: environment (tools/setup.sh; skipped when done)"
+  tools/setup.sh
+  . ./path.sh
+fi
+
+if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
+  log "Stage 0: $corpus -> lhotse manifests in data/manifests"
+  mkdir -p data/manifests
+  case "$corpus" in
+    builtin)
+      python local/prepare_builtin.py --output-dir data/manifests --audio-dir "$dl_dir/builtin/wav" \
+        --seed "$seed" --num-jobs "$nj" --tiny "$tiny" ;;
+    librispeech)
+      python local/prepare_librispeech.py --output-dir data/manifests --dl-dir "$dl_dir" \
+        ${corpus_dir:+--corpus-dir "$corpus_dir"} --parts "$train_parts $dev_parts $test_parts" --num-jobs "$nj" ;;
+    *)
+      python local/prepare_lhotse_recipe.py --recipe "$corpus" --output-dir data/manifests \
+        ${corpus_dir:+--corpus-dir "$corpus_dir"} --dl-dir "$dl_dir" --num-jobs "$nj" ;;
+  esac
+fi
+
+if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
+  log "Stage 1: 80-dim fbank -> data/fbank"
+  python local/compute_fbank.py --corpus "$corpus" --manifest-dir data/manifests --output-dir data/fbank \
+    --train-parts "$train_parts" --dev-parts "$dev_parts" --test-parts "$test_parts" \
+    --perturb-speed "$perturb_speed" --num-jobs "$nj"
+fi
+
+if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
+  log "Stage 2: BPE ($vocab_size) -> $lang_dir"
+  python local/train_bpe.py --lang-dir "$lang_dir" --vocab-size "$vocab_size" \
+    --cuts "data/fbank/${corpus}_cuts_train.jsonl.gz"
+fi
+
+# Launches todm.train: one process, or torchrun with world_size processes per node.
+train() {
+  if [ "$world_size" -gt 1 ] || [ "$num_nodes" -gt 1 ]; then
+    torchrun --nproc-per-node "$world_size" --nnodes "$num_nodes" --node-rank "$node_rank" \
+      --master-addr "$master_addr" --master-port "$master_port" -m todm.train "$@"
+  else
+    python -m todm.train "$@"
+  fi
+}
+common_train_args=(--manifest-dir data/fbank --corpus "$corpus" --bpe-model "$lang_dir/bpe.model"
+  --num-epochs "$num_epochs" --max-duration "$max_duration" --seed "$seed" --auto-resume true)
+
+if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
+  log "Stage 3: train the TODM supernet -> $exp_dir/supernet"
+  # shellcheck disable=SC2086
+  train "${common_train_args[@]}" --exp-dir "$exp_dir/supernet" $model_args $train_args
+fi
