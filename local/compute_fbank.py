@@ -51,7 +51,9 @@ from local.text_normalize import is_speech_text
 from todm.utils import str2bool
 
 NUM_MEL_BINS = 80
-MIN_CUTS_PER_JOB = 100  # below this a worker process costs more than it saves
+# A worker process costs seconds to start (torch + lhotse imports) and extracts ~1000 s of audio
+# per second, so it only pays off with about an hour of audio to do.
+MIN_AUDIO_SECONDS_PER_JOB = 3600.0
 
 
 def log_ids(message: str, ids: list[str]) -> None:
@@ -70,8 +72,8 @@ def make_extractor(name: str) -> FeatureExtractor:
         return Fbank(FbankConfig(num_mel_bins=NUM_MEL_BINS))
     if name == "kaldifeat":
         if not is_module_available("kaldifeat"):
-            raise RuntimeError("--extractor kaldifeat: kaldifeat is not installed (it is an optional "
-                               "extra, see tools/); use --extractor fbank, which gives the same features")
+            raise RuntimeError("--extractor kaldifeat: kaldifeat is not installed (an optional "
+                               "extra, see tools/); --extractor fbank gives the same features")
         from lhotse import KaldifeatFbank, KaldifeatFbankConfig, KaldifeatMelOptions
 
         return KaldifeatFbank(KaldifeatFbankConfig(mel_opts=KaldifeatMelOptions(num_bins=NUM_MEL_BINS)))
@@ -133,7 +135,7 @@ def compute_features(cuts: CutSet, extractor: FeatureExtractor, storage_dir: Pat
     """
     shutil.rmtree(storage_dir, ignore_errors=True)  # leftovers of an interrupted run
     storage_dir.mkdir(parents=True)
-    jobs = max(1, min(num_jobs, len(cuts) // MIN_CUTS_PER_JOB))
+    jobs = max(1, min(num_jobs, int(sum(c.duration for c in cuts) // MIN_AUDIO_SECONDS_PER_JOB)))
     start = time.time()
     with_feats = cuts.compute_and_store_features(
         extractor=extractor,
@@ -166,7 +168,8 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sample-rate", type=int, default=16000)
     parser.add_argument("--resample", type=str2bool, default=True,
                         help="resample audio at another rate (false: stop with an error)")
-    parser.add_argument("--num-jobs", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--num-jobs", type=int, default=len(os.sched_getaffinity(0)),
+                        help="worker processes (default: all cores; at most one per hour of audio)")
     return parser
 
 
@@ -188,7 +191,8 @@ def main(argv: list[str] | None = None) -> None:
                              f"made from {outputs[part][0]}")
         outputs[part] = ([part], False)
     try:
-        check_manifests_exist(args.manifest_dir, args.corpus, [p for ps, _ in outputs.values() for p in ps])
+        all_parts = [part for parts, _ in outputs.values() for part in parts]
+        check_manifests_exist(args.manifest_dir, args.corpus, all_parts)
         extractor = make_extractor(args.extractor)
         for name, (parts, perturb) in outputs.items():
             out = manifest_path(args.output_dir, args.corpus, "cuts", name)

@@ -118,10 +118,12 @@ def main(argv: list[str] | None = None) -> None:
                 else:
                     result = download_fn(target)
             except Exception as e:
-                urls = " ".join(str(p.default) for n, p in inspect.signature(download_fn).parameters.items()
+                params = inspect.signature(download_fn).parameters.items()
+                urls = " ".join(p.default for n, p in params
                                 if "url" in n and isinstance(p.default, str)) or "its default URL"
-                raise RuntimeError(f"download_{name} into {target} failed: {e} (from {urls}). Without "
-                                   "network access, download the corpus elsewhere and pass --corpus-dir") from e
+                raise RuntimeError(f"download_{name} into {target} failed: {e} (from {urls}). "
+                                   "Without network access, download the corpus elsewhere and "
+                                   "pass --corpus-dir") from e
             corpus_dir = Path(result) if isinstance(result, (str, Path)) else target
         if corpus_dir is None:
             raise ValueError("pass --corpus-dir DIR (an existing corpus) or --download true")

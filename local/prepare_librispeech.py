@@ -193,8 +193,10 @@ def main(argv: list[str] | None = None) -> None:
             )
         for part in todo:
             recordings, supervisions = prepare_part(corpus_dir, part, args.num_jobs)
-            save_manifest_atomically(supervisions, manifest_path(args.output_dir, "librispeech", "supervisions", part))
-            save_manifest_atomically(recordings, manifest_path(args.output_dir, "librispeech", "recordings", part))
+            for kind, manifest in (("supervisions", supervisions), ("recordings", recordings)):
+                save_manifest_atomically(
+                    manifest, manifest_path(args.output_dir, "librispeech", kind, part)
+                )
             hours = sum(r.duration for r in recordings) / 3600
             logging.info(f"{part}: {len(recordings)} utterances, {hours:.2f} h")
     except (ValueError, OSError, RuntimeError) as e:

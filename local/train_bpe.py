@@ -64,8 +64,10 @@ def train_sentencepiece(transcript: Path, model_path: Path, vocab_size: int, mod
                 eos_id=-1,
                 minloglevel=1,
             )
-        except RuntimeError as e:  # e.g. "Vocabulary size too high (500). Please set it to a value <= 123."
-            raise ValueError(f"sentencepiece cannot train --vocab-size {vocab_size} on {transcript}: {e}") from e
+        except RuntimeError as e:  # e.g. "Vocabulary size too high (500). ... a value <= 123."
+            raise ValueError(
+                f"sentencepiece cannot train --vocab-size {vocab_size} on {transcript}: {e}"
+            ) from e
         os.replace(prefix.with_suffix(".model"), model_path)
 
 
@@ -74,7 +76,8 @@ def write_tokens(model_path: Path, tokens_path: Path) -> int:
     sp = spm.SentencePieceProcessor(model_file=str(model_path))
     for piece, expected in SPECIAL_IDS.items():
         if sp.piece_to_id(piece) != expected:
-            raise RuntimeError(f"{model_path}: {piece} has id {sp.piece_to_id(piece)}, expected {expected}")
+            got = sp.piece_to_id(piece)
+            raise RuntimeError(f"{model_path}: {piece} has id {got}, expected {expected}")
     lines = "".join(f"{sp.id_to_piece(i)} {i}\n" for i in range(sp.get_piece_size()))
     atomic_write(tokens_path, lambda tmp: tmp.write_text(lines, encoding="utf-8"))
     return sp.get_piece_size()

@@ -1,4 +1,4 @@
-"""Tests of local/prepare_builtin.py: voices, splits, audio format, validation, determinism.
+"""Tests of local/prepare_builtin.py: splits, held-out voices, 16 kHz, validation, determinism.
 
 Needs espeak-ng, flite, sox and wordnet-base (tools/setup.sh installs them); skipped without.
 """
@@ -11,18 +11,8 @@ import pytest
 import soundfile as sf
 from lhotse import load_manifest, validate_recordings_and_supervisions
 
-from local.prepare_builtin import (
-    VOICES,
-    Utterance,
-    Voice,
-    build_sentence_pool,
-    main,
-    plan_corpus,
-    probe_voices,
-    read_wordnet_examples,
-    synthesize,
-    synthesize_all,
-)
+from local.prepare_builtin import build_sentence_pool, main, plan_corpus, read_wordnet_examples
+from local.tts_voices import VOICES
 
 WORDNET = Path("/usr/share/wordnet")
 pytestmark = pytest.mark.skipif(
@@ -30,11 +20,6 @@ pytestmark = pytest.mark.skipif(
     reason="needs espeak-ng, flite, sox and wordnet-base (tools/setup.sh)",
 )
 SPLITS = ("train", "dev", "test")
-
-
-class BrokenVoice(Voice):
-    def command(self, text: str, wav: Path) -> list[str]:
-        return ["sh", "-c", "echo boom >&2; exit 3"]
 
 
 def run_tiny(out: Path, seed: int = 7) -> None:
@@ -58,26 +43,6 @@ def tiny(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def pool() -> list[tuple[str, str]]:
     return build_sentence_pool(read_wordnet_examples(WORDNET), 4, 10, 2000)
-
-
-def test_voice_table_has_16_distinct_debian_main_voices():
-    ids = [v.id for v in VOICES]
-    assert len(set(ids)) == len(ids) >= 16
-    assert {v.engine for v in VOICES} == {"espeak-ng", "flite"}
-    assert not any(v.name.startswith(("mb-", "en-gb+")) for v in VOICES)  # non-free / ignored variant
-    assert any(v.held_out for v in VOICES) and sum(not v.held_out for v in VOICES) >= 16
-
-
-def test_every_voice_speaks_and_sounds_different():
-    probe_voices(VOICES, num_jobs=2)
-
-
-def test_probe_catches_a_voice_the_engine_ignores():
-    """espeak-ng ignores a variant on en-gb: en-gb+f2 sounds exactly like en-gb."""
-    with pytest.raises(RuntimeError, match="identical audio"):
-        probe_voices((Voice("espeak-ng", "en-gb"), Voice("espeak-ng", "en-gb+f2")), num_jobs=2)
-    with pytest.raises(RuntimeError, match="cannot speak"):
-        probe_voices((Voice("espeak-ng", "en"), BrokenVoice("espeak-ng", "en-us")), num_jobs=2)
 
 
 def test_tiny_corpus_splits_voices_and_format(tiny):
@@ -135,15 +100,3 @@ def test_closed_vocabulary_and_too_small_pool(pool):
     assert {w for s in ("dev", "test") for u in plan[s] for w in u.text.split()} <= train_words
     with pytest.raises(ValueError, match="too small"):
         plan_corpus(pool, {"train": len(pool), "dev": 1, "test": 1}, seed=0)
-
-
-def test_failed_and_empty_synthesis_is_reported_not_written(tmp_path):
-    good = Utterance("good", "x", VOICES[0], "The bolt slipped into place.", "")
-    empty = Utterance("empty", "x", VOICES[0], "", "")
-    broken = Utterance("broken", "x", BrokenVoice("espeak-ng", "en"), "Hello there friend.", "")
-    failed = synthesize_all([good, empty, broken], tmp_path, num_jobs=2)
-    assert set(failed) == {"empty", "broken"}
-    assert "boom" in failed["broken"] and "empty" in failed["empty"]
-    assert (tmp_path / "x" / "good.wav").is_file()
-    assert not (tmp_path / "x" / "empty.wav").exists() and not (tmp_path / "x" / "broken.wav").exists()
-    assert synthesize(good, tmp_path / "x" / "good.wav") is None  # reused

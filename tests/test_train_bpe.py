@@ -58,4 +58,5 @@ def test_clear_errors(tmp_path):
         main(["--lang-dir", str(tmp_path / "l"), "--vocab-size", "5000", "--transcript", str(text)])
     assert not (tmp_path / "l" / "bpe.model").exists()
     with pytest.raises(SystemExit, match="nope.jsonl.gz not found"):
-        main(["--lang-dir", str(tmp_path / "l"), "--vocab-size", "50", "--cuts", str(tmp_path / "nope.jsonl.gz")])
+        main(["--lang-dir", str(tmp_path / "l"), "--vocab-size", "50",
+              "--cuts", str(tmp_path / "nope.jsonl.gz")])
