@@ -24,8 +24,9 @@ and the loop runs over rows only (over ``min(S, T) + 1`` rows: the regular latti
 transposed when ``S > T``). The scan runs in float64 whatever the input dtype, because
 ``Q`` grows with ``t`` and ``e - Q`` would lose float32 digits to cancellation.
 
-``Q`` cannot hold -inf (pruned lattices are mostly -inf): each -inf step in ``q`` becomes a
-finite step of ``-big``, where ``big`` exceeds twice the largest possible |path score|. A path through a forbidden step then scores at least 1000 below every real path,
+``Q`` cannot hold -inf (pruned lattices are mostly -inf): the last step of each run of -inf
+steps in ``q`` becomes a finite step of ``-big`` (``big`` exceeds twice the largest possible
+|path score|); nodes inside a run keep their entry ``e[t]`` and are left out of the scan. A path through a forbidden step then scores at least 1000 below every real path,
 so it adds exactly nothing in float64; a node that only such paths reach is recognised by
 its score and treated as -inf.
 
@@ -120,8 +121,16 @@ def _scan_rows(
     """Forward scores p [B, S+1, T+1] (float64) from start node (s0[b], t0[b]), one row
     of the lattice at a time (see the module docstring for the algorithm)."""
     B, S1, T = py.shape
-    step = torch.where(py == _NEG_INF, -big, py)
+    blocked = F.pad(py == _NEG_INF, (0, 1), value=True)  # [..., t]: step t -> t+1 is -inf
+    # A node whose steps in and out of its row are both -inf ("isolated") keeps exactly
+    # what comes from below and passes nothing along the row: it is left out of the scan
+    # and filled in afterwards. Then only the last step of each -inf run needs the -big
+    # penalty, so cum stays small and float64 keeps its digits.
+    isolated = blocked & F.pad(blocked[..., :-1], (1, 0), value=False)
+    last_of_run = blocked[..., :-1] & ~blocked[..., 1:]
+    step = torch.where(last_of_run, -big, py.masked_fill(blocked[..., :-1], 0.0))
     cum = F.pad(step.cumsum(-1), (1, 0))  # cum[..., t] = sum of step[..., :t]
+    cum_scan = cum.masked_fill(isolated, float("inf"))  # entry - inf = -inf: left out
     start = py.new_full((B, S1, T + 1), _NEG_INF)
     start[torch.arange(B, device=py.device), s0, t0] = 0.0
     p = torch.empty_like(start)
@@ -134,7 +143,8 @@ def _scan_rows(
                 from_below = p[:, s - 1] + px[:, s - 1]
             # max() inserts the start node: from_below is -inf there (nothing precedes it).
             entry = torch.maximum(from_below, entry)
-        p[:, s] = torch.logcumsumexp(entry - cum[:, s], dim=-1) + cum[:, s]
+        row = torch.logcumsumexp(entry - cum_scan[:, s], dim=-1) + cum[:, s]
+        p[:, s] = torch.where(isolated[:, s], entry, row)
     return p
 
 
