@@ -58,11 +58,16 @@ class SkipFirst:
         self.sampler, self.skip = sampler, skip
 
     def __iter__(self) -> Iterator[CutSet]:
+        # A lhotse sampler restarts its epoch on every iter() call: call next() on it only.
         it = iter(self.sampler)
         for _ in range(self.skip):
             next(it, None)
         self.skip = 0
-        yield from it
+        while True:
+            try:
+                yield next(it)
+            except StopIteration:
+                return
 
 
 class AsrDataModule:

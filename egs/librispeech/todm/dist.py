@@ -9,6 +9,7 @@ together with a "was this weight used at all" flag so that a weight no subnet to
 ``grad = None`` on every rank, exactly as in single-process training.
 """
 
+import hashlib
 import os
 from dataclasses import dataclass
 
@@ -80,3 +81,11 @@ def all_reduce_sum(value: float, info: DistInfo, device: torch.device) -> float:
     t = torch.tensor([value], dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return float(t.item())
+
+
+def parameter_digest(model: nn.Module) -> str:
+    """sha1 of every parameter's bytes: equal on all ranks iff the replicas are in sync."""
+    h = hashlib.sha1()
+    for p in model.parameters():
+        h.update(p.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()

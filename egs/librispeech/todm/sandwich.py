@@ -22,7 +22,7 @@ import torch
 from todm.adaptive_dropout import DropoutRule
 from todm.alpha_divergence import lattice_kd_loss
 from todm.subnet import SearchSpace, SubnetSpec
-from todm.transducer_loss import TransducerOutput, loss_scales, transducer_forward
+from todm.transducer_loss import NonFiniteError, TransducerOutput, loss_scales, transducer_forward
 
 
 @dataclass(frozen=True)
@@ -88,13 +88,17 @@ def sandwich_step(
         is_teacher = kind == "largest"
         p = dropout_rule.rate(num_params[spec], max_params)
         use_kd = cfg.kd and teacher is not None
-        with torch.autocast(x.device.type, dtype=autocast_dtype or torch.float32,
-                            enabled=autocast_dtype is not None):
-            out = transducer_forward(
-                model, loss_api, x, x_lens, y, spec, dropout=p,
-                ranges=teacher.ranges if use_kd else None,
-                compute_loss=is_teacher or cfg.student_gt_loss or not cfg.kd,
-                prune_range=cfg.prune_range, am_scale=cfg.am_scale, lm_scale=cfg.lm_scale)
+        try:
+            with torch.autocast(x.device.type, dtype=autocast_dtype or torch.float32,
+                                enabled=autocast_dtype is not None):
+                out = transducer_forward(
+                    model, loss_api, x, x_lens, y, spec, dropout=p,
+                    ranges=teacher.ranges if use_kd else None,
+                    compute_loss=is_teacher or cfg.student_gt_loss or not cfg.kd,
+                    prune_range=cfg.prune_range, am_scale=cfg.am_scale, lm_scale=cfg.lm_scale)
+        except NonFiniteError:
+            result.finite, result.bad_subnet = False, f"{kind} {spec}"
+            return result
         loss = torch.zeros((), device=x.device)
         stats: dict[str, float] = {}
         if out.simple_loss is not None:

@@ -29,7 +29,7 @@ from todm.asr_datamodule import AsrDataModule, CutFilter, batch_to_tensors
 from todm.checkpoint import (find_resume_checkpoint, load_checkpoint, remove_checkpoints, save_checkpoint,
                              update_averaged_model)
 from todm.dist import (DistInfo, all_reduce_gradients, all_reduce_sum, broadcast_parameters, cleanup_dist,
-                       setup_dist)
+                       parameter_digest, setup_dist)
 from todm.loss_backend import LOSS_BACKENDS, get_loss_backend
 from todm.model import add_model_arguments, build_model, config_from_args, count_parameters
 from todm.sandwich import SandwichConfig, sample_sandwich, sandwich_step
@@ -194,7 +194,8 @@ def main() -> None:
         save_json(training_cost(state, info.world_size, device, num_params, space), exp_dir / "train_cost.json")
         if tb is not None:
             tb.close()
-    logging.info(f"done: {state['batch_idx_train']} batches, {state['wall_seconds']:.1f} s wall")
+    logging.info(f"done: {state['batch_idx_train']} batches, {state['wall_seconds']:.1f} s wall, "
+                 f"parameter sha1 {parameter_digest(model)}")
     cleanup_dist(info)
 
 

@@ -14,6 +14,10 @@ import torch
 from todm.subnet import SubnetSpec
 
 
+class NonFiniteError(RuntimeError):
+    """The network produced NaN/inf before the loss (bad input or diverged weights)."""
+
+
 @dataclass
 class TransducerOutput:
     simple_loss: torch.Tensor | None  # summed over utterances; None when not asked for
@@ -72,6 +76,8 @@ def transducer_forward(
 
     lm = model.simple_lm_proj(decoder_out)
     am = model.simple_am_proj(encoder_out)
+    if not (torch.isfinite(am).all() and torch.isfinite(lm).all()):
+        raise NonFiniteError(f"non-finite encoder/decoder output of subnet {spec}")
     simple_loss = None
     with torch.autocast(device_type=x.device.type, enabled=False):
         if compute_loss or ranges is None:

@@ -1,0 +1,80 @@
+import random
+
+import pytest
+import torch
+
+from conftest import tiny_config
+from todm.adaptive_dropout import DropoutRule
+from todm.loss_backend import get_loss_backend
+from todm.model import build_model, count_parameters
+from todm.sandwich import SandwichConfig, sample_sandwich, sandwich_step
+from todm.subnet import SearchSpace, SubnetSpec
+
+API = get_loss_backend("todm")
+
+
+def _setup(seed: int = 0, space: SearchSpace | None = None):
+    torch.manual_seed(seed)
+    config = tiny_config(**({"search_space": space} if space else {}))
+    model = build_model(config)
+    num_params = {s: count_parameters(config, s) for s in config.search_space.enumerate()}
+    x = torch.randn(3, 60, 80)
+    x_lens = torch.tensor([60, 50, 40])
+    y = [[3, 4, 5], [6, 7], [8]]
+    return model, num_params, (x, x_lens, y)
+
+
+def _step(cfg: SandwichConfig, rule=DropoutRule(0.2), seed: int = 0, batch_idx: int = 3000, space=None):
+    model, num_params, batch = _setup(seed, space)
+    subnets = sample_sandwich(model.config.search_space, random.Random(0), cfg.num_random_subnets)
+    res = sandwich_step(model, API, batch, subnets, cfg, rule, num_params, batch_idx)
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    return res, grads, subnets
+
+
+def test_sandwich_order_and_baseline_mode():
+    space = SearchSpace(layers=(1, 2), ffn_dims=(16, 32), heads=(1, 2))
+    kinds = [k for k, _ in sample_sandwich(space, random.Random(0), 2)]
+    assert kinds == ["largest", "random", "random", "smallest"]
+    single = SearchSpace.single(SubnetSpec(2, 32, 2))
+    assert sample_sandwich(single, random.Random(0), 2) == [("largest", SubnetSpec(2, 32, 2))]
+
+
+def test_kd_flag_adds_and_removes_the_kd_term():
+    with_kd, g_kd, _ = _step(SandwichConfig(num_random_subnets=1, kd=True))
+    without, g_plain, _ = _step(SandwichConfig(num_random_subnets=1, kd=False))
+    assert "kd_loss" in with_kd.losses["smallest"] and "kd_loss" in with_kd.losses["random"]
+    assert "kd_loss" not in without.losses["smallest"] and "kd_loss" not in with_kd.losses["largest"]
+    assert with_kd.losses["largest"] == without.losses["largest"]  # the teacher's own loss is unchanged
+    assert set(g_kd) == set(g_plain)
+    assert any(not torch.allclose(g_kd[n], g_plain[n]) for n in g_kd if n.startswith("encoder."))
+
+
+def test_students_without_ground_truth_get_only_kd():
+    res, _, _ = _step(SandwichConfig(num_random_subnets=0, student_gt_loss=False))
+    assert set(res.losses["smallest"]) == {"kd_loss", "loss"}
+    assert res.losses["smallest"]["loss"] == pytest.approx(res.losses["smallest"]["kd_loss"], rel=1e-5)
+
+
+def test_adaptive_dropout_per_subnet():
+    res, _, _ = _step(SandwichConfig(num_random_subnets=0), DropoutRule(0.2, 1.0, adaptive=True))
+    assert res.dropout["largest"] == pytest.approx(0.2) and res.dropout["smallest"] < 0.2
+    res, _, _ = _step(SandwichConfig(num_random_subnets=0), DropoutRule(0.2, 1.0, adaptive=False))
+    assert res.dropout["smallest"] == pytest.approx(0.2)
+
+
+def test_non_finite_loss_stops_the_step():
+    model, num_params, (x, x_lens, y) = _setup()
+    x[0, 5, 3] = float("nan")
+    subnets = sample_sandwich(model.config.search_space, random.Random(0), 1)
+    res = sandwich_step(model, API, (x, x_lens, y), subnets, SandwichConfig(num_random_subnets=1),
+                        DropoutRule(), num_params, 10)
+    assert not res.finite and "largest" in res.bad_subnet
+
+
+def test_gradients_accumulate_over_the_sandwich():
+    _, g_all, _ = _step(SandwichConfig(num_random_subnets=0))
+    _, g_largest, _ = _step(SandwichConfig(num_random_subnets=0),
+                            space=SearchSpace.single(SubnetSpec(2, 32, 2)))
+    # the smallest subnet adds gradient to the shared decoder on top of the largest's
+    assert not torch.allclose(g_all["decoder.embedding.weight"], g_largest["decoder.embedding.weight"])

@@ -1,0 +1,84 @@
+"""End-to-end training through run.sh stage 3 on the tiny built-in corpus."""
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import run_recipe
+
+TRAIN_ARGS = "--save-every-n 4 --num-threads 1 --log-interval 1"
+
+
+@pytest.fixture(scope="module")
+def recipe(tiny_recipe, tmp_path_factory) -> Path:
+    dst = tmp_path_factory.mktemp("train") / "recipe"
+    shutil.copytree(tiny_recipe, dst, symlinks=True)
+    return dst
+
+
+def _stage3(recipe: Path, exp: str, *extra: str) -> list[str]:
+    return ["--stage", "3", "--stop-stage", "3", "--tiny", "true", "--exp-dir", exp, *extra]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(recipe) -> Path:
+    r = run_recipe(recipe, *_stage3(recipe, "exp_a", "--train-args", TRAIN_ARGS))
+    assert r.returncode == 0, r.stderr[-3000:]
+    return recipe / "exp_a" / "supernet"
+
+
+def test_checkpoints_tensorboard_cost_and_decreasing_loss(uninterrupted):
+    exp = uninterrupted
+    assert (exp / "epoch-1.pt").is_file() and (exp / "epoch-2.pt").is_file()
+    assert list(exp.glob("checkpoint-*.pt")) and list((exp / "log").glob("log-train-*"))
+    events = EventAccumulator(str(exp / "tensorboard"))
+    events.Reload()
+    tags = events.Tags()["scalars"]
+    for tag in ("train/learning_rate", "train/largest_pruned_loss", "train/smallest_kd_loss",
+                "train/random_dropout", "train/grad_norm", "train/valid_largest_loss"):
+        assert tag in tags, tag
+    valid = [e.value for e in events.Scalars("train/valid_largest_loss")]
+    assert len(valid) == 2 and valid[1] < valid[0]
+    cost = (exp / "train_cost.json").read_text()
+    assert '"wall_seconds"' in cost and '"process_seconds"' in cost
+
+
+def test_kill_9_then_rerun_resumes_to_the_same_weights(recipe, uninterrupted):
+    cmd = ["bash", "run.sh", *_stage3(recipe, "exp_b", "--train-args", TRAIN_ARGS)]
+    proc = subprocess.Popen(cmd, cwd=recipe, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    exp_b = recipe / "exp_b" / "supernet"
+    deadline = time.time() + 300
+    while not (exp_b / "checkpoint-4.pt").exists():
+        assert proc.poll() is None and time.time() < deadline, "training ended before the first checkpoint"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (exp_b / "epoch-2.pt").exists()
+    r = run_recipe(recipe, *_stage3(recipe, "exp_b", "--train-args", TRAIN_ARGS))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "resumed from" in r.stderr + r.stdout
+    a = torch.load(uninterrupted / "epoch-2.pt", weights_only=False)
+    b = torch.load(exp_b / "epoch-2.pt", weights_only=False)
+    for key in ("model", "model_avg"):
+        for name, tensor in a[key].items():
+            assert torch.equal(tensor, b[key][name]), f"{key}.{name} differs after resume"
+
+
+def test_two_processes_stay_in_sync(recipe):
+    r = run_recipe(recipe, *_stage3(recipe, "exp_ddp", "--world-size", "2", "--master-port", "29617",
+                                    "--train-args", "--max-batches 3 --num-threads 1"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    digests = []
+    for log in sorted((recipe / "exp_ddp" / "supernet" / "log").glob("log-train-*")):
+        found = re.findall(r"parameter sha1 (\w+)", log.read_text())
+        digests += found
+    assert len(digests) == 2 and digests[0] == digests[1]
