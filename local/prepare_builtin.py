@@ -24,9 +24,9 @@ voices.
 
 Defaults (2400 / 200 / 300 utterances) give about 1.3 h of training audio (enough for a small
 model to learn the task, small enough to train it on 2 CPU cores within the recipe's ~30 min
-budget), synthesised in ~25 s on 2 idle cores (53 s of CPU); ``--tiny true`` gives 36 utterances in a second
-or two (for tests). Before synthesis every voice is probed (a voice the engine does not know
-would silently become its default voice).
+budget), synthesised in ~25 s on 2 idle cores (53 s of CPU); ``--tiny true`` gives 36
+utterances in a second or two (for tests). Before synthesis every voice is probed (a voice the
+engine does not know would silently become its default voice).
 Everything is deterministic from ``--seed``. Utterance ids are ``<voice id>_<hash of voice and
 sentence>``, so an existing good wav is reused on a rerun and never confused with another one.
 
