@@ -133,19 +133,23 @@ def _scan_rows(
     cum_scan = cum.masked_fill(isolated, float("inf"))  # entry - inf = -inf: left out
     start = py.new_full((B, S1, T + 1), _NEG_INF)
     start[torch.arange(B, device=py.device), s0, t0] = 0.0
-    p = torch.empty_like(start)
+    # Row-major copies ([row, B, t]) so that every per-row slice below is contiguous.
+    px, cum, cum_scan, isolated, start = (
+        x.transpose(0, 1).contiguous() for x in (px, cum, cum_scan, isolated, start)
+    )
+    rows = []
     for s in range(S1):
-        entry = start[:, s]
+        entry = start[s]
         if s > 0:
             if modified:
-                from_below = F.pad(p[:, s - 1, :-1] + px[:, s - 1], (1, 0), value=_NEG_INF)
+                from_below = F.pad(rows[-1][:, :-1] + px[s - 1], (1, 0), value=_NEG_INF)
             else:
-                from_below = p[:, s - 1] + px[:, s - 1]
+                from_below = rows[-1] + px[s - 1]
             # max() inserts the start node: from_below is -inf there (nothing precedes it).
             entry = torch.maximum(from_below, entry)
-        row = torch.logcumsumexp(entry - cum_scan[:, s], dim=-1) + cum[:, s]
-        p[:, s] = torch.where(isolated[:, s], entry, row)
-    return p
+        row = torch.logcumsumexp(entry - cum_scan[s], dim=-1) + cum[s]
+        rows.append(torch.where(isolated[s], entry, row))
+    return torch.stack(rows, dim=1)
 
 
 def _solve(
