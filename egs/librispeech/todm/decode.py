@@ -1,0 +1,298 @@
+#!/usr/bin/env python3
+"""Stage 4: decode subnets of a trained TODM supernet (or a stage-5 baseline) and score them.
+
+    python -m todm.decode --exp-dir exp/supernet --epoch 12 --avg 4 \\
+        --bpe-model data/lang_bpe_256/bpe.model --manifest-dir data/fbank --corpus builtin \\
+        --decoding-method greedy_search --subnets "L6-F576-H4 L2-F144-H1" --test-sets "dev test"
+
+The weights are chosen as in icefall (``--epoch/--iter/--avg/--use-averaged-model``); the model
+is rebuilt from the ``model_config`` stored in the checkpoint, so no model flags are needed.
+Each subnet is cut out of the supernet with ``model.extract(spec)`` (a standalone, smaller
+model, exactly what stage 6 deploys) and decodes every test set. Outputs under
+``<exp-dir>/<decoding-method>/``, with ``key = <spec>_<suffix>[_beam-size-K]`` and ``suffix`` like
+``epoch-12_avg-4_use-averaged-model``:
+
+- icefall's ``recogs-<set>-<key>.txt``, ``errs-<set>-<key>.txt``, ``wer-summary-<set>-<key>.txt``
+  and ``wer-summary-<set>-<suffix>[_beam-size-K].txt`` (every decoded subnet, best first);
+- ``results-<key>.json``: spec, params, macs_per_second, wer {set: %}, per-set errors, rtf
+  (decode seconds / audio seconds over all sets; encoder + search, features already computed),
+  decode_seconds, audio_seconds, method, suffix, device, num_threads;
+- ``summary_<suffix>[_beam-size-K].json``: the list of those results (merged with earlier runs
+  of other specs), smallest model first;
+- ``log-decode-<suffix>[_beam-size-K]-<date>``.
+
+RTF is measured with ``--num-threads`` torch threads (default 1, the on-device setting) after
+one untimed warm-up call. Utterances shorter than the encoder's minimum input (9 fbank frames)
+get an empty hypothesis without running the model.
+"""
+
+import argparse
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import sentencepiece as spm
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from todm.asr_datamodule import AsrDataModule, batch_to_tensors
+from todm.beam_search import greedy_search_batch, modified_beam_search
+from todm.checkpoint import load_model_state
+from todm.model import Transducer, TransducerConfig, build_model
+from todm.subnet import SubnetSpec, count_macs_per_second, count_parameters
+from todm.subsampling import MIN_INPUT_FRAMES
+from todm.utils import save_json, setup_logger, str2bool
+from todm.wer import write_results, write_wer_summary
+
+DECODING_METHODS = ("greedy_search", "modified_beam_search")
+
+
+def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
+    """Which weights, which tokens, where to run: shared by decode and select_subnets."""
+    g = parser.add_argument_group("checkpoint")
+    g.add_argument("--exp-dir", type=Path, default=Path("exp/supernet"), help="training dir with epoch-N.pt")
+    g.add_argument("--epoch", type=int, default=12, help="decode epoch-<epoch>.pt (with --avg)")
+    g.add_argument("--iter", type=int, default=0, help="if > 0, use checkpoint-<iter>.pt instead of --epoch")
+    g.add_argument("--avg", type=int, default=4, help="number of checkpoints to average, ending at --epoch/--iter")
+    g.add_argument("--use-averaged-model", type=str2bool, default=True,
+                   help="average over (epoch-avg, epoch] from the running model_avg (needs epoch > avg)")
+    g.add_argument("--bpe-model", type=Path, default=Path("data/lang_bpe_256/bpe.model"))
+    g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: cuda if available")
+    g.add_argument("--num-threads", type=int, default=1, help="torch CPU threads (1 for on-device RTF)")
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_checkpoint_arguments(parser)
+    g = parser.add_argument_group("decoding")
+    g.add_argument("--decoding-method", choices=DECODING_METHODS, default="greedy_search")
+    g.add_argument("--beam-size", type=int, default=4, help="hypotheses kept by modified_beam_search")
+    g.add_argument("--max-sym-per-frame", type=int, default=1, help="greedy_search: symbols per frame at most")
+    g.add_argument("--subnets", type=str, default="",
+                   help='space-separated specs, e.g. "L6-F576-H4 L2-F144-H1"; default: the deployable '
+                        "subnets of the checkpoint's search space")
+    g.add_argument("--test-sets", type=str, default="dev test", help="cut parts <corpus>_cuts_<set>.jsonl.gz")
+    AsrDataModule.add_arguments(parser)
+    return parser
+
+
+@dataclass
+class LoadedModel:
+    model: Transducer  # the supernet (eval mode, CPU)
+    config: TransducerConfig
+    params: dict[str, Any]  # hyper-parameters stored in the last checkpoint
+    suffix: str  # e.g. epoch-12_avg-4_use-averaged-model
+    sp: spm.SentencePieceProcessor
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def load_trained_model(args: argparse.Namespace) -> LoadedModel:
+    """The supernet (or baseline) of ``--exp-dir`` with the weights chosen by the checkpoint flags."""
+    exp_dir: Path = args.exp_dir
+    if not exp_dir.is_dir():
+        raise FileNotFoundError(f"--exp-dir {exp_dir} does not exist: train first (run.sh stage 3 for the "
+                                f"supernet, stage 5 for baselines)")
+    try:
+        state, params, suffix = load_model_state(exp_dir, args.epoch, args.avg, args.use_averaged_model, args.iter)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"{e}\n(the checkpoints come from run.sh stage 3 for the supernet, stage 5 for "
+                                f"baselines; check --exp-dir/--epoch/--iter/--avg)") from None
+    if "model_config" not in params:
+        raise ValueError(f"{exp_dir}: the checkpoint has no model_config; it was not written by todm.train")
+    try:
+        config = TransducerConfig.from_dict(params["model_config"])
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{exp_dir}: the checkpoint's model_config is not valid: {e}") from None
+    model = build_model(config)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise ValueError(f"{exp_dir}: the checkpoint's weights do not match its model_config "
+                         f"({config.search_space}): {e}") from None
+    model.eval()
+
+    if not Path(args.bpe_model).is_file():
+        raise FileNotFoundError(f"--bpe-model {args.bpe_model} does not exist: run run.sh stage 2")
+    sp = spm.SentencePieceProcessor(model_file=str(args.bpe_model))
+    if sp.get_piece_size() != config.vocab_size:
+        raise ValueError(f"--bpe-model {args.bpe_model} has {sp.get_piece_size()} tokens but the checkpoint in "
+                         f"{exp_dir} was trained with vocab_size {config.vocab_size}: use the BPE model of training")
+    if sp.piece_to_id("<blk>") != config.blank_id:
+        raise ValueError(f"--bpe-model {args.bpe_model}: <blk> has id {sp.piece_to_id('<blk>')}, the model's "
+                         f"blank_id is {config.blank_id}")
+    return LoadedModel(model, config, params, suffix, sp)
+
+
+def parse_subnets(text: str, config: TransducerConfig) -> list[SubnetSpec]:
+    """Specs of ``--subnets`` (default: the deployable ones), each checked against the search space."""
+    if not text.strip():
+        return config.search_space.deployable()
+    specs = []
+    for item in text.split():
+        try:
+            spec = SubnetSpec.parse(item)
+            config.search_space.validate(spec)
+        except ValueError as e:
+            raise ValueError(f"--subnets: {e} (checkpoint search space: {config.search_space})") from None
+        if spec not in specs:
+            specs.append(spec)
+    return specs
+
+
+@torch.no_grad()
+def decode_batch(model: Transducer, x: torch.Tensor, x_lens: torch.Tensor, method: str,
+                 beam_size: int = 4, max_sym_per_frame: int = 1) -> list[list[int]]:
+    """Token ids per utterance for features x [B, T, 80] with lengths x_lens [B].
+
+    Utterances too short for the conv front end (< MIN_INPUT_FRAMES frames) are not run
+    through the model: their hypothesis is empty.
+    """
+    hyps: list[list[int]] = [[] for _ in range(x.size(0))]
+    keep = (x_lens >= MIN_INPUT_FRAMES).nonzero().squeeze(1)
+    if keep.numel() == 0:
+        return hyps
+    lens = x_lens[keep]
+    encoder_out, encoder_out_lens = model.forward_encoder(x[keep, : int(lens.max())], lens)
+    if method == "greedy_search":
+        found = greedy_search_batch(model, encoder_out, encoder_out_lens, max_sym_per_frame=max_sym_per_frame)
+    elif method == "modified_beam_search":
+        found = modified_beam_search(model, encoder_out, encoder_out_lens, beam=beam_size)
+    else:
+        raise ValueError(f"unknown decoding method {method!r} (choose from {', '.join(DECODING_METHODS)})")
+    for i, h in zip(keep.tolist(), found):
+        hyps[i] = h
+    return hyps
+
+
+@dataclass
+class DecodeOutput:
+    results: list[tuple[str, list[str], list[str]]]  # (cut_id, ref words, hyp words)
+    decode_seconds: float  # encoder + search, summed over batches
+    audio_seconds: float
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def warm_up(model: Transducer, device: torch.device, method: str, beam_size: int) -> None:
+    """One untimed call on 2 s of zeros, so that one-time costs (allocations, kernels) stay out of RTF."""
+    x = torch.zeros(1, 200, model.config.feature_dim, device=device)
+    decode_batch(model, x, torch.tensor([200], device=device), method, beam_size)
+    _sync(device)
+
+
+def decode_dataset(model: Transducer, dl: DataLoader, sp: spm.SentencePieceProcessor, device: torch.device,
+                   method: str, beam_size: int = 4, max_sym_per_frame: int = 1, desc: str = "") -> DecodeOutput:
+    """Decode every batch of ``dl`` (a lhotse K2SpeechRecognitionDataset with return_cuts)."""
+    results, decode_seconds, audio_seconds = [], 0.0, 0.0
+    for batch in tqdm(dl, desc=desc, unit="batch", leave=False):
+        x, x_lens, _ = batch_to_tensors(batch, sp, device)
+        sup = batch["supervisions"]
+        _sync(device)
+        start = time.perf_counter()
+        hyps = decode_batch(model, x, x_lens, method, beam_size, max_sym_per_frame)
+        _sync(device)
+        decode_seconds += time.perf_counter() - start
+        for cut, text, hyp in zip(sup["cut"], sup["text"], hyps):
+            results.append((cut.id, text.split(), sp.decode(hyp).split()))
+            audio_seconds += cut.duration
+    return DecodeOutput(results, decode_seconds, audio_seconds)
+
+
+def _beam_tag(args: argparse.Namespace) -> str:
+    return f"_beam-size-{args.beam_size}" if args.decoding_method == "modified_beam_search" else ""
+
+
+def _merge_summary(path: Path, new: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Results of this run plus those of earlier runs (same suffix) for other specs, smallest first."""
+    by_spec = {}
+    if path.is_file():
+        by_spec = {r["spec"]: r for r in json.loads(path.read_text())}
+    by_spec.update({r["spec"]: r for r in new})
+    return sorted(by_spec.values(), key=lambda r: (r["params"], r["spec"]))
+
+
+def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    args = get_parser().parse_args(argv)
+    if args.beam_size < 1 or args.max_sym_per_frame < 1:
+        raise ValueError("--beam-size and --max-sym-per-frame must be >= 1")
+    test_sets = args.test_sets.split()
+    if not test_sets:
+        raise ValueError("--test-sets is empty")
+    torch.set_num_threads(args.num_threads)
+    device = pick_device(args.device)
+    loaded = load_trained_model(args)
+    specs = parse_subnets(args.subnets, loaded.config)
+    data = AsrDataModule(args)
+    cut_sets = {name: data.cuts(name) for name in test_sets}  # fail early if a set is missing
+
+    tag = _beam_tag(args)
+    res_dir = args.exp_dir / args.decoding_method
+    setup_logger(res_dir / f"log-decode-{loaded.suffix}{tag}")
+    logging.info(f"decoding {' '.join(map(str, specs))} of {args.exp_dir} ({loaded.suffix}) on "
+                 f"{' '.join(test_sets)} with {args.decoding_method}{tag}, device {device}, "
+                 f"{args.num_threads} thread(s)")
+
+    all_results = []
+    for spec in specs:
+        model = loaded.model.extract(spec).eval().to(device)
+        key = f"{spec}_{loaded.suffix}{tag}"
+        warm_up(model, device, args.decoding_method, args.beam_size)
+        per_set: dict[str, dict[str, Any]] = {}
+        for name, cuts in cut_sets.items():
+            out = decode_dataset(model, data.eval_dataloader(cuts), loaded.sp, device, args.decoding_method,
+                                 args.beam_size, args.max_sym_per_frame, desc=f"{spec} {name}")
+            stats = write_results(res_dir, name, key, out.results)
+            per_set[name] = {**stats, "num_utterances": len(out.results), "decode_seconds": out.decode_seconds,
+                             "audio_seconds": out.audio_seconds, "rtf": out.decode_seconds / out.audio_seconds}
+        decode_seconds = sum(s["decode_seconds"] for s in per_set.values())
+        audio_seconds = sum(s["audio_seconds"] for s in per_set.values())
+        result = {
+            "spec": str(spec),
+            "key": key,
+            "params": count_parameters(loaded.config, spec),
+            "macs_per_second": count_macs_per_second(loaded.config, spec),
+            "wer": {name: s["wer"] for name, s in per_set.items()},
+            "sets": per_set,
+            "rtf": decode_seconds / audio_seconds,
+            "decode_seconds": decode_seconds,
+            "audio_seconds": audio_seconds,
+            "method": args.decoding_method,
+            "beam_size": args.beam_size if tag else None,
+            "suffix": loaded.suffix,
+            "exp_dir": str(args.exp_dir),
+            "device": str(device),
+            "num_threads": args.num_threads,
+        }
+        save_json(result, res_dir / f"results-{key}.json")
+        all_results.append(result)
+        logging.info(f"{spec}: {result['params']:,} params, WER "
+                     + ", ".join(f"{n} {w:.2f}%" for n, w in result["wer"].items()) + f", RTF {result['rtf']:.4f}")
+
+    summary_path = res_dir / f"summary_{loaded.suffix}{tag}.json"
+    summary = _merge_summary(summary_path, all_results)
+    save_json(summary, summary_path)
+    for name in test_sets:
+        wers = {r["key"]: r["wer"][name] for r in summary if name in r["wer"]}
+        write_wer_summary(res_dir / f"wer-summary-{name}-{loaded.suffix}{tag}.txt", wers)
+        best = min(wers, key=wers.get)
+        logging.info(f"best for {name}: {best} {wers[best]:.2f}%")
+    logging.info(f"results in {res_dir}")
+    return all_results
+
+
+if __name__ == "__main__":
+    main()
