@@ -41,7 +41,9 @@ LOSSES = ("pruned", "full")
 
 
 def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--num-frames", type=int, default=500, help="T (encoder frames)")
     parser.add_argument("--num-symbols", type=int, default=100, help="S (tokens per utterance)")
@@ -49,9 +51,9 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--prune-range", type=int, default=5)
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per case")
-    parser.add_argument("--backends", default=",".join(BACKENDS), help="comma list of todm,fast_rnnt,k2")
+    parser.add_argument("--backends", default=",".join(BACKENDS), help="todm,fast_rnnt,k2")
     parser.add_argument("--losses", default=",".join(LOSSES), help="comma list of pruned,full")
-    parser.add_argument("--num-threads", type=int, default=0, help="torch threads; 0 = torch's default")
+    parser.add_argument("--num-threads", type=int, default=0, help="0: torch's default")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--worker", default="", help=argparse.SUPPRESS)  # "backend:loss"
     return parser
@@ -101,7 +103,8 @@ def run_worker(args: argparse.Namespace) -> dict:
             )
             ranges = k2_api.get_rnnt_prune_ranges(px_grad, py_grad, boundary, args.prune_range)
             am_pruned, lm_pruned = k2_api.do_rnnt_pruning(am, lm, ranges)
-            pruned = k2_api.rnnt_loss_pruned(am_pruned + lm_pruned, symbols, ranges, 0, boundary, reduction="sum")
+            logits = am_pruned + lm_pruned  # additive joiner, [B, T, prune_range, V]
+            pruned = k2_api.rnnt_loss_pruned(logits, symbols, ranges, 0, boundary, reduction="sum")
             loss = 0.5 * simple + pruned
         else:
             logits = am[:, :, None, :] + lm[:, None, :, :]
@@ -193,7 +196,8 @@ def main() -> None:
         if a in results and b in results:
             ra, rb = results[a], results[b]
             mem = ra["peak_mib"] / rb["peak_mib"] if rb["peak_mib"] > 0 else float("nan")
-            print(f"{a[0]}:{a[1]} / {b[0]}:{b[1]}: time x{ra['seconds'] / rb['seconds']:.2f}, peak memory x{mem:.2f}")
+            speed = ra["seconds"] / rb["seconds"]
+            print(f"{a[0]}:{a[1]} / {b[0]}:{b[1]}: time x{speed:.2f}, peak memory x{mem:.2f}")
 
     print("ratios (same run):")
     for backend in backends:

@@ -24,11 +24,12 @@ and the loop runs over rows only (over ``min(S, T) + 1`` rows: the regular latti
 transposed when ``S > T``). The scan runs in float64 whatever the input dtype, because
 ``Q`` grows with ``t`` and ``e - Q`` would lose float32 digits to cancellation.
 
-``Q`` cannot hold -inf (pruned lattices are mostly -inf): the last step of each run of -inf
-steps in ``q`` becomes a finite step of ``-big`` (``big`` exceeds twice the largest possible
-|path score|); nodes inside a run keep their entry ``e[t]`` and are left out of the scan. A path through a forbidden step then scores at least 1000 below every real path,
-so it adds exactly nothing in float64; a node that only such paths reach is recognised by
-its score and treated as -inf.
+``Q`` cannot hold -inf (pruned lattices are mostly -inf): the last step of each run of
+-inf steps in ``q`` becomes a finite step of ``-big``, with ``big`` above twice the largest
+possible |path score|, and nodes inside a run (no finite step in or out along the row)
+keep their entry ``e[t]`` and are left out of the scan. A path through a forbidden step
+then scores at least 1000 below every real path, so it adds exactly nothing in float64;
+a node that only such paths reach is recognised by its score and treated as -inf.
 
 Gradients are the occupation probabilities ``exp(alpha + px + beta_next - total)``, with
 ``beta`` (scores from each node to the end) computed by the same row scan on the lattice

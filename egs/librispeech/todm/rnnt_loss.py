@@ -211,12 +211,16 @@ def get_rnnt_logprobs_pruned(
         raise ValueError(f"logits must be [B, T, s_range, C], got {tuple(logits.shape)}")
     B, T, s_range, _ = logits.shape
     if ranges.shape != (B, T, s_range):
-        raise ValueError(f"ranges must be [B, T, s_range]={(B, T, s_range)}, got {tuple(ranges.shape)}")
+        raise ValueError(
+            f"ranges must be [B, T, s_range]={(B, T, s_range)}, got {tuple(ranges.shape)}"
+        )
     if symbols.ndim != 2 or symbols.shape[0] != B:
         raise ValueError(f"symbols must be [B={B}, S], got {tuple(symbols.shape)}")
     S = symbols.shape[1]
     if ranges.numel() and (ranges.min() < 0 or ranges.max() > S):
-        raise ValueError(f"ranges must lie in [0, S={S}], got [{int(ranges.min())}, {int(ranges.max())}]")
+        raise ValueError(
+            f"ranges must lie in [0, S={S}], got [{int(ranges.min())}, {int(ranges.max())}]"
+        )
     _check_lattice(S, T, rnnt_type, boundary)
     normalizers = torch.logsumexp(logits, dim=3)  # [B, T, s_range]
     with_end = torch.cat([symbols, symbols.new_full((B, 1), termination_symbol)], dim=1)
@@ -333,7 +337,9 @@ def rnnt_loss_pruned(
     the loss is >= rnnt_loss on the same joiner."""
     if use_hat_loss:
         raise ValueError("use_hat_loss=True is not implemented here; use --loss-backend k2")
-    px, py = get_rnnt_logprobs_pruned(logits, symbols, ranges, termination_symbol, boundary, rnnt_type)
+    px, py = get_rnnt_logprobs_pruned(
+        logits, symbols, ranges, termination_symbol, boundary, rnnt_type
+    )
     return _loss_from_lattice(px, py, boundary, rnnt_type, delay_penalty, reduction, return_grad)
 
 
@@ -362,7 +368,9 @@ def get_rnnt_prune_ranges(
     B, S, T1 = px_grad.shape
     T = py_grad.shape[2]
     if T1 not in (T, T + 1) or py_grad.shape != (B, S + 1, T):
-        raise ValueError(f"px_grad {tuple(px_grad.shape)} / py_grad {tuple(py_grad.shape)} mismatch")
+        raise ValueError(
+            f"px_grad {tuple(px_grad.shape)} and py_grad {tuple(py_grad.shape)} do not fit"
+        )
     if boundary is None or boundary.shape != (B, 4):
         raise ValueError("get_rnnt_prune_ranges needs boundary, int64 [B, 4]")
     is_regular = T1 == T + 1
