@@ -37,6 +37,14 @@ train_args=""           # extra flags for todm.train, e.g. "--num-random-subnets
 model_args=""           # model-shape flags for todm.train (see python -m todm.train --help)
 baselines=true          # stage 5: individually trained baselines of the deployed archs
 
+# decoding and deployment (stages 4-6)
+avg=                    # checkpoints averaged for decoding/export; default per corpus
+use_averaged_model=true
+subnets=""              # specs to decode/deploy, e.g. "L6-F576-H4 L2-F144-H1"; default: the deployable ones
+decoding_methods="greedy_search modified_beam_search"
+beam_size=4
+decode_args=""          # extra flags for todm.decode
+
 help_message=$(sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//')
 
 . shared/parse_options.sh || exit 1
@@ -70,6 +78,7 @@ if $tiny; then
     --decoder-dim 32 --joiner-dim 32 $model_args"
 fi
 : "${num_epochs:=12}" "${max_duration:=200}"
+: "${avg:=$(( num_epochs > 4 ? 4 : num_epochs - 1 ))}"
 lang_dir=data/lang_bpe_${vocab_size}
 
 if [ $stage -le -1 ] && [ $stop_stage -ge -1 ]; then
@@ -123,4 +132,47 @@ if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   log "Stage 3: train the TODM supernet -> $exp_dir/supernet"
   # shellcheck disable=SC2086
   train "${common_train_args[@]}" --exp-dir "$exp_dir/supernet" $model_args $train_args
+fi
+
+# Decodes every subnet in $subnets (default: the deployable specs of that checkpoint) of one exp dir.
+decode() {
+  local dir=$1
+  for method in $decoding_methods; do
+    # shellcheck disable=SC2086
+    python -m todm.decode --exp-dir "$dir" --epoch "$num_epochs" --avg "$avg" \
+      --use-averaged-model "$use_averaged_model" --bpe-model "$lang_dir/bpe.model" \
+      --manifest-dir data/fbank --corpus "$corpus" --test-sets "$test_parts" \
+      --decoding-method "$method" --beam-size "$beam_size" ${subnets:+--subnets "$subnets"} $decode_args
+  done
+}
+
+if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
+  log "Stage 4: decode the subnets of the supernet -> $exp_dir/supernet/<method>/"
+  decode "$exp_dir/supernet"
+fi
+
+if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
+  if $baselines; then
+    specs=${subnets:-$(python -m todm.list_subnets --exp-dir "$exp_dir/supernet" --epoch "$num_epochs")}
+    for spec in $specs; do
+      log "Stage 5: individually trained baseline $spec -> $exp_dir/baseline-$spec"
+      # shellcheck disable=SC2086
+      train "${common_train_args[@]}" --exp-dir "$exp_dir/baseline-$spec" --subnet "$spec" $model_args $train_args
+      subnets_saved=$subnets; subnets=$spec
+      decode "$exp_dir/baseline-$spec"
+      subnets=$subnets_saved
+    done
+  else
+    log "Stage 5: skipped (--baselines false)"
+  fi
+fi
+
+if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
+  log "Stage 6: deploy each subnet (standalone checkpoint, ONNX fp32/int8, sherpa-onnx decode) and report"
+  python -m todm.export --exp-dir "$exp_dir/supernet" --epoch "$num_epochs" --avg "$avg" \
+    --use-averaged-model "$use_averaged_model" --tokens "$lang_dir/tokens.txt" --out-dir "$exp_dir/deploy" \
+    ${subnets:+--subnets "$subnets"}
+  python -m todm.sherpa_decode --deploy-dir "$exp_dir/deploy" --manifest-dir data/fbank --corpus "$corpus" \
+    --test-sets "$test_parts" ${subnets:+--subnets "$subnets"}
+  python -m todm.report --exp-dir "$exp_dir"
 fi

@@ -107,6 +107,11 @@ def main() -> None:
         logging.info(f"resumed from {resume}: epoch {state['cur_epoch'] + 1}, batch {state['batch_idx_train']}")
     elif model_avg is not None:
         model_avg.load_state_dict(model.state_dict())
+    if state["cur_epoch"] >= args.num_epochs:
+        logging.info(f"{exp_dir} is already trained for {state['cur_epoch']} epochs (--num-epochs "
+                     f"{args.num_epochs}): nothing to do")
+        cleanup_dist(info)
+        return
     broadcast_parameters(model, info)
 
     logging.info(f"search space {space}; largest {space.largest()} {num_params[space.largest()]:,} params, "
