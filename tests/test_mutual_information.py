@@ -164,7 +164,8 @@ def test_no_path_scores_minus_inf_with_zero_grads():
     torch.testing.assert_close(scores[1], py[1, 0].sum())
     scores[1].backward()
     assert torch.isfinite(px.grad).all() and torch.isfinite(py.grad).all()
-    assert (py.grad[0] == 0).all() and (py.grad[1, 0] == 1).all()
+    assert (py.grad[0] == 0).all()
+    torch.testing.assert_close(py.grad[1, 0], torch.ones(3, dtype=torch.float64))
 
 
 def test_large_magnitudes_stay_accurate_in_float32():
