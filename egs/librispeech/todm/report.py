@@ -1,0 +1,291 @@
+#!/usr/bin/env python3
+"""The TODM report (end of stage 6): one table of every subnet, a WER-vs-size plot, JSON.
+
+Reads what the other stages wrote (each piece optional; a missing one is shown as "-" with a
+note naming the stage that produces it):
+
+- ``<exp-dir>/supernet/<method>/results-<spec>_<suffix>.json``: PyTorch decode of the supernet's
+  subnets (stage 4, ``todm.decode``): spec, params, macs_per_second, wer {set: %}, rtf;
+- ``<exp-dir>/baseline-<spec>/<method>/results-*.json``: the same for the individually trained
+  baselines (stage 5, then ``todm.decode`` on them);
+- ``<exp-dir>/deploy/<spec>/onnx_results.json``: sherpa-onnx WER, RTF and file sizes (stage 6,
+  ``todm.sherpa_decode``);
+- ``<exp-dir>/supernet/train_cost.json`` and ``<exp-dir>/baseline-*/train_cost.json``: training
+  cost of the one TODM job and of every baseline job (``todm.train``).
+
+    python -m todm.report --exp-dir exp [--decoding-method greedy_search]
+
+Writes ``<out-dir>/report.md``, ``report.json`` and ``wer_vs_params.png`` (default out-dir
+``<exp-dir>/report``). The relative difference is (WER_TODM - WER_baseline) / WER_baseline:
+negative means the subnet cut from the supernet beats the model trained alone.
+"""
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from todm.utils import atomic_write, save_json  # noqa: E402
+
+ONNX_PYTORCH_TOLERANCE = 0.5  # absolute WER points allowed between sherpa-onnx fp32 and PyTorch
+MISSING = "-"
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: not a readable JSON file ({e})") from e
+
+
+def load_decode_results(method_dir: Path, suffix: str = "") -> dict[str, dict[str, Any]]:
+    """{spec: results} from ``<method_dir>/results-*.json``; for a spec decoded from several
+    checkpoints, the file whose name contains ``suffix`` (default: the newest file)."""
+    chosen: dict[str, tuple[float, dict[str, Any]]] = {}
+    for path in method_dir.glob("results-*.json"):
+        if suffix and suffix not in path.name:
+            continue
+        res = _read_json(path)
+        if "spec" not in res or "wer" not in res:
+            raise ValueError(f"{path}: expected a todm.decode results file with 'spec' and 'wer'")
+        mtime = path.stat().st_mtime
+        if res["spec"] not in chosen or mtime > chosen[res["spec"]][0]:
+            chosen[res["spec"]] = (mtime, res)
+    return {spec: res for spec, (_, res) in chosen.items()}
+
+
+def load_baselines(exp_dir: Path, method: str, suffix: str = "") -> dict[str, dict[str, Any]]:
+    """{spec: results} of every ``<exp_dir>/baseline-<spec>/<method>/`` decode."""
+    out = {}
+    for base_dir in sorted(exp_dir.glob("baseline-*")):
+        for spec, res in load_decode_results(base_dir / method, suffix).items():
+            out[spec] = res
+    return out
+
+
+def load_onnx_results(deploy_dir: Path) -> dict[str, dict[str, Any]]:
+    return {p.parent.name: _read_json(p) for p in sorted(deploy_dir.glob("*/onnx_results.json"))}
+
+
+def training_cost(exp_dir: Path, supernet_dir: Path) -> dict[str, Any]:
+    """TODM's one job vs the sum of the baseline jobs (None where a file is missing)."""
+    keys = ("wall_seconds", "process_seconds", "device_seconds")
+    todm_path = supernet_dir / "train_cost.json"
+    todm = _read_json(todm_path) if todm_path.is_file() else None
+    baselines = {p.parent.name: _read_json(p) for p in sorted(exp_dir.glob("baseline-*/train_cost.json"))}
+    total = {k: sum(b.get(k, 0.0) for b in baselines.values()) for k in keys} if baselines else None
+    ratio = None
+    if todm and total and total["wall_seconds"] > 0:
+        ratio = todm["wall_seconds"] / total["wall_seconds"]
+    return {"todm": todm, "baselines": baselines, "baselines_total": total, "todm_over_baselines_wall": ratio}
+
+
+def relative_difference(todm: float | None, baseline: float | None) -> float | None:
+    """(todm - baseline) / baseline in percent; None when either is missing or baseline is 0."""
+    if todm is None or baseline is None or baseline == 0:
+        return None
+    return 100.0 * (todm - baseline) / baseline
+
+
+def _spec_key(spec: str) -> tuple:
+    return tuple(int(part[1:]) if part[1:].isdigit() else 0 for part in spec.split("-"))
+
+
+def build_rows(supernet: dict, baselines: dict, onnx: dict, method: str) -> tuple[list[dict], list[str], list[str]]:
+    """One row per spec seen anywhere; returns (rows, PyTorch sets, ONNX sets)."""
+    sets: list[str] = []
+    for res in list(supernet.values()) + list(baselines.values()):
+        sets += [s for s in res["wer"] if s not in sets]
+    onnx_sets: list[str] = []
+    for res in onnx.values():
+        for per_method in res.get("wer", {}).values():
+            onnx_sets += [s for s in per_method.get(method, {}) if s not in onnx_sets]
+    rows = []
+    for spec in set(supernet) | set(baselines) | set(onnx):
+        todm, base, deployed = supernet.get(spec, {}), baselines.get(spec, {}), onnx.get(spec, {})
+        params = todm.get("params") or base.get("params") or deployed.get("params")
+        row: dict[str, Any] = {
+            "spec": spec, "params": params,
+            "macs_per_second": todm.get("macs_per_second") or base.get("macs_per_second"),
+            "wer": {s: todm.get("wer", {}).get(s) for s in sets},
+            "baseline_wer": {s: base.get("wer", {}).get(s) for s in sets},
+            "rtf_pytorch": todm.get("rtf"),
+            "onnx_wer": {p: {s: deployed.get("wer", {}).get(p, {}).get(method, {}).get(s) for s in onnx_sets}
+                         for p in ("fp32", "int8")},
+            "onnx_rtf": {p: deployed.get("rtf", {}).get(p, {}).get(method) for p in ("fp32", "int8")},
+            "onnx_bytes": {p: deployed.get("file_bytes", {}).get(p, {}).get("total") for p in ("fp32", "int8")},
+        }
+        row["relative_difference"] = {s: relative_difference(row["wer"][s], row["baseline_wer"][s]) for s in sets}
+        row["onnx_minus_pytorch"] = {s: (row["onnx_wer"]["fp32"][s] - row["wer"][s])
+                                     if row["onnx_wer"]["fp32"][s] is not None and row["wer"].get(s) is not None
+                                     else None for s in onnx_sets}
+        rows.append(row)
+    rows.sort(key=lambda r: (r["params"] if r["params"] is not None else float("inf"), _spec_key(r["spec"])))
+    return rows, sets, onnx_sets
+
+
+def _fmt(value: Any, spec: str = "{:.2f}", suffix: str = "") -> str:
+    return MISSING if value is None else spec.format(value) + suffix
+
+
+def _si(value: float | None) -> str:
+    """1234567 -> 1.23M (k, M, G)."""
+    if value is None:
+        return MISSING
+    for scale, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= scale:
+            return f"{value / scale:.2f}{unit}"
+    return f"{value:g}"
+
+
+def _hours(seconds: float | None) -> str:
+    return MISSING if seconds is None else f"{seconds / 3600:.2f} h ({seconds:.0f} s)"
+
+
+def render_markdown(rows: list[dict], sets: list[str], onnx_sets: list[str], cost: dict, method: str,
+                    notes: list[str]) -> str:
+    header = ["spec", "params", "MACs/s"]
+    for s in sets:
+        header += [f"WER {s} TODM", f"WER {s} baseline", f"rel. diff {s}"]
+    for s in onnx_sets:
+        header += [f"ONNX WER {s} fp32", f"ONNX WER {s} int8"]
+    header += ["RTF PyTorch", "RTF ONNX fp32", "RTF ONNX int8", "size fp32", "size int8"]
+    lines = [f"# TODM report ({method})", "",
+             "WER in %; rel. diff = (TODM - baseline) / baseline (negative: TODM better); RTF at 1 thread "
+             "(ONNX: sherpa-onnx); size = encoder + decoder + joiner ONNX files.", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in rows:
+        cells = [r["spec"], _fmt(r["params"], "{:,}"), _si(r["macs_per_second"])]
+        for s in sets:
+            cells += [_fmt(r["wer"][s]), _fmt(r["baseline_wer"][s]), _fmt(r["relative_difference"][s], "{:+.1f}", "%")]
+        for s in onnx_sets:
+            cells += [_fmt(r["onnx_wer"]["fp32"][s]), _fmt(r["onnx_wer"]["int8"][s])]
+        cells += [_fmt(r["rtf_pytorch"], "{:.4f}"), _fmt(r["onnx_rtf"]["fp32"], "{:.4f}"),
+                  _fmt(r["onnx_rtf"]["int8"], "{:.4f}")]
+        cells += [_fmt(b and b / 1e6, "{:.2f} MB") for b in (r["onnx_bytes"]["fp32"], r["onnx_bytes"]["int8"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    total = cost["baselines_total"]
+    lines += ["", "## Training cost", "", "| job | wall | process (CPU) | device |", "|---|---|---|---|"]
+    todm = cost["todm"] or {}
+    lines.append(f"| TODM supernet (one job) | {_hours(todm.get('wall_seconds'))} | "
+                 f"{_hours(todm.get('process_seconds'))} | {_hours(todm.get('device_seconds'))} |")
+    n = len(cost["baselines"])
+    lines.append(f"| sum of {n} baselines | {_hours(total and total['wall_seconds'])} | "
+                 f"{_hours(total and total['process_seconds'])} | {_hours(total and total['device_seconds'])} |")
+    if cost["todm_over_baselines_wall"] is not None:
+        lines += ["", f"TODM wall time = {cost['todm_over_baselines_wall']:.2f} x the baselines' total."]
+    if notes:
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]
+    return "\n".join(lines) + "\n"
+
+
+def collect_notes(rows: list[dict], sets: list[str], onnx_sets: list[str], cost: dict, paths: dict[str, Path]) -> list[str]:
+    """Which stage produces each missing piece, and ONNX-vs-PyTorch WER gaps over the tolerance."""
+    notes = []
+    if not any(any(v is not None for v in r["wer"].values()) for r in rows):
+        notes.append(f"TODM WER: no results in {paths['supernet']} (run stage 4: python -m todm.decode)")
+    if not any(any(v is not None for v in r["baseline_wer"].values()) for r in rows):
+        notes.append(f"baseline WER: no {paths['exp']}/baseline-<spec>/<method>/results-*.json (run stage 5 with "
+                     "--baselines true, then decode the baselines)")
+    else:
+        absent = [r["spec"] for r in rows if all(v is None for v in r["baseline_wer"].values())]
+        if absent:
+            notes.append(f"no baseline decoded for {', '.join(absent)} (stage 5)")
+    if not onnx_sets:
+        notes.append(f"ONNX WER/RTF/size: no {paths['deploy']}/<spec>/onnx_results.json "
+                     "(run stage 6: python -m todm.export, then python -m todm.sherpa_decode)")
+    if cost["todm"] is None:
+        notes.append(f"TODM training cost: no {paths['supernet']}/train_cost.json (stage 3)")
+    if not cost["baselines"]:
+        notes.append("baseline training cost: no baseline-*/train_cost.json (stage 5)")
+    gaps = []
+    for r in rows:
+        for s, gap in r["onnx_minus_pytorch"].items():
+            if gap is None:
+                continue
+            gaps.append(abs(gap))
+            if abs(gap) > ONNX_PYTORCH_TOLERANCE:
+                notes.append(f"{r['spec']}: sherpa-onnx fp32 WER on {s} differs from PyTorch by {gap:+.2f} "
+                             f"(> {ONNX_PYTORCH_TOLERANCE} absolute): check the export and the front end")
+    if gaps:
+        notes.append(f"sherpa-onnx fp32 vs PyTorch WER: largest gap {max(gaps):.2f} absolute over {len(gaps)} "
+                     f"subnet/set pairs (tolerance {ONNX_PYTORCH_TOLERANCE})")
+    return notes
+
+
+def plot_wer_vs_params(rows: list[dict], sets: list[str], path: Path) -> None:
+    """WER vs parameters, one colour per set: TODM subnets (circles, line) vs baselines (squares)."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for i, s in enumerate(sets):
+        color = f"C{i}"
+        for key, marker, style, label in (("wer", "o", "-", "TODM subnet"), ("baseline_wer", "s", "--", "baseline")):
+            points = [(r["params"], r[key][s]) for r in rows if r["params"] is not None and r[key][s] is not None]
+            if points:
+                xs, ys = zip(*points)
+                ax.plot(xs, ys, marker=marker, linestyle=style, color=color, label=f"{label}, {s}")
+    if not ax.lines:
+        ax.text(0.5, 0.5, "no WER results yet (run stage 4)", ha="center", va="center", transform=ax.transAxes)
+    else:
+        ax.legend(fontsize="small")
+    ax.set_xlabel("parameters")
+    ax.set_ylabel("WER (%)")
+    ax.set_title("TODM: one supernet vs individually trained models")
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+    plt.close(fig)
+
+
+def make_report(exp_dir: Path, out_dir: Path, method: str = "greedy_search", supernet_dir: Path | None = None,
+                deploy_dir: Path | None = None, suffix: str = "") -> dict[str, Any]:
+    """Read every stage's outputs, write report.md/json and the plot; returns the report dict."""
+    supernet_dir = supernet_dir or exp_dir / "supernet"
+    deploy_dir = deploy_dir or exp_dir / "deploy"
+    supernet = load_decode_results(supernet_dir / method, suffix)
+    baselines = load_baselines(exp_dir, method, suffix)
+    onnx = load_onnx_results(deploy_dir)
+    rows, sets, onnx_sets = build_rows(supernet, baselines, onnx, method)
+    cost = training_cost(exp_dir, supernet_dir)
+    notes = collect_notes(rows, sets, onnx_sets, cost, {"exp": exp_dir, "supernet": supernet_dir,
+                                                         "deploy": deploy_dir})
+    report = {"decoding_method": method, "sets": sets, "onnx_sets": onnx_sets, "rows": rows,
+              "training_cost": cost, "notes": notes}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    markdown = render_markdown(rows, sets, onnx_sets, cost, method, notes)
+    atomic_write(out_dir / "report.md", lambda tmp: tmp.write_text(markdown))
+    save_json(report, out_dir / "report.json")
+    plot_wer_vs_params(rows, sets, out_dir / "wer_vs_params.png")
+    return report
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--exp-dir", type=Path, default=Path("exp"), help="holds supernet/, baseline-*/, deploy/")
+    parser.add_argument("--supernet-dir", type=Path, default=None, help="default <exp-dir>/supernet")
+    parser.add_argument("--deploy-dir", type=Path, default=None, help="default <exp-dir>/deploy")
+    parser.add_argument("--out-dir", type=Path, default=None, help="default <exp-dir>/report")
+    parser.add_argument("--decoding-method", type=str, default="greedy_search", help="whose results to tabulate")
+    parser.add_argument("--suffix", type=str, default="",
+                        help="pick results files whose name contains this (e.g. epoch-12_avg-4); default newest")
+    return parser
+
+
+def main() -> None:
+    args = get_parser().parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(filename)s:%(lineno)d] %(message)s")
+    out_dir = args.out_dir or args.exp_dir / "report"
+    report = make_report(args.exp_dir, out_dir, args.decoding_method, args.supernet_dir, args.deploy_dir, args.suffix)
+    for note in report["notes"]:
+        logging.warning(note)
+    print(f"Report: {out_dir / 'report.md'} (table), {out_dir / 'wer_vs_params.png'} (plot), "
+          f"{out_dir / 'report.json'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,250 @@
+#!/usr/bin/env python3
+"""Decode test sets with the exported models in sherpa-onnx, the real on-device runtime (stage 6).
+
+For each deployed subnet ``<deploy-dir>/<spec>/`` (written by ``todm.export``), every cut of
+``<manifest-dir>/<corpus>_cuts_<set>.jsonl.gz`` is decoded from its *audio* (the recording the
+cut points to, not the stored fbank) by ``sherpa_onnx.OfflineRecognizer``: the fp32 and the int8
+models, greedy search and modified beam search, one thread. sherpa-onnx computes its own fbank
+with kaldi-native-fbank; its defaults (16 kHz, 80 bins, 25/10 ms, povey window, high_freq -400,
+snip_edges false, dither 0) are lhotse ``FbankConfig``'s, so the front end matches training.
+
+    python -m todm.sherpa_decode --deploy-dir exp/deploy --manifest-dir data/fbank --corpus builtin \
+        --test-sets "test" [--subnets "L2-F144-H1"] [--decoding-methods "greedy_search"]
+
+Writes, per subnet, icefall's ``recogs-/errs-/wer-summary-<set>-sherpa-<precision>-<method>_<suffix>``
+(via ``todm.wer.write_results``) and ``onnx_results.json``: WER per precision, method and set,
+RTF (decode seconds / audio seconds at ``--num-threads``, feature extraction included, audio
+loading excluded) and the ONNX file sizes.
+
+``--model-type ""`` (default) lets sherpa-onnx pick its implementation from the encoder's
+``model_type`` metadata, as its ``sherpa-onnx-offline`` CLI does, so the metadata is tested too.
+"""
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import sherpa_onnx
+from lhotse import CutSet
+
+from todm.subsampling import MIN_INPUT_FRAMES
+from todm.utils import read_tokens, save_json
+from todm.wer import write_results
+
+PRECISIONS = {"fp32": "", "int8": ".int8"}
+PARTS = ("encoder", "decoder", "joiner")
+FRAME_SHIFT_SAMPLES_16K = 160
+
+
+def find_suffix(spec_dir: Path, suffix: str = "") -> str:
+    """The checkpoint suffix of the ONNX files in ``spec_dir`` (``encoder-<suffix>.onnx``).
+
+    Given ``suffix`` is checked; otherwise there must be exactly one fp32 encoder.
+    """
+    if suffix:
+        if not (spec_dir / f"encoder-{suffix}.onnx").is_file():
+            raise FileNotFoundError(f"{spec_dir}/encoder-{suffix}.onnx does not exist: run todm.export (stage 6)")
+        return suffix
+    found = sorted(p.name[len("encoder-"):-len(".onnx")] for p in spec_dir.glob("encoder-*.onnx")
+                   if not p.name.endswith(".int8.onnx"))
+    if not found:
+        raise FileNotFoundError(f"no encoder-*.onnx in {spec_dir}: run todm.export (stage 6) first")
+    if len(found) > 1:
+        raise ValueError(f"{spec_dir} holds exports of several checkpoints ({', '.join(found)}): pass --suffix")
+    return found[0]
+
+
+def model_files(spec_dir: Path, suffix: str, precision: str) -> dict[str, Path]:
+    """{"encoder": path, "decoder": ..., "joiner": ...} of one precision; errors name a missing file."""
+    tag = PRECISIONS[precision]
+    files = {part: spec_dir / f"{part}-{suffix}{tag}.onnx" for part in PARTS}
+    for path in files.values():
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} does not exist: run todm.export (stage 6)"
+                                    + (" with --enable-int8-quantization true" if tag else ""))
+    return files
+
+
+def make_recognizer(files: dict[str, Path], tokens: Path, method: str, num_threads: int, max_active_paths: int,
+                    model_type: str) -> sherpa_onnx.OfflineRecognizer:
+    return sherpa_onnx.OfflineRecognizer.from_transducer(
+        encoder=str(files["encoder"]), decoder=str(files["decoder"]), joiner=str(files["joiner"]),
+        tokens=str(tokens), num_threads=num_threads, sample_rate=16000, feature_dim=80, dither=0.0,
+        decoding_method=method, max_active_paths=max_active_paths, model_type=model_type)
+
+
+def load_mono(cut) -> np.ndarray:
+    """The cut's audio as a float32 [-1, 1] vector; errors name the cut."""
+    try:
+        audio = cut.load_audio()
+    except Exception as e:
+        raise RuntimeError(f"cut {cut.id}: cannot load its audio ({e})") from e
+    if audio.ndim == 2 and audio.shape[0] != 1:
+        raise ValueError(f"cut {cut.id}: expected one audio channel, got {audio.shape[0]}")
+    return np.ascontiguousarray(audio.reshape(-1), dtype=np.float32)
+
+
+def too_short(num_samples: int, sampling_rate: int) -> bool:
+    """Fewer fbank frames (10 ms, snip_edges false) than the 4x subsampling needs: decode as empty."""
+    shift = sampling_rate // 100
+    return (num_samples + shift // 2) // shift < MIN_INPUT_FRAMES
+
+
+def recognize(recognizer: sherpa_onnx.OfflineRecognizer, audio: np.ndarray, sampling_rate: int) -> list[str]:
+    """Words of one utterance (sherpa-onnx joins BPE pieces; ``▁`` becomes a space)."""
+    if too_short(audio.size, sampling_rate):
+        return []
+    stream = recognizer.create_stream()
+    stream.accept_waveform(sampling_rate, audio)
+    recognizer.decode_stream(stream)
+    return stream.result.text.split()
+
+
+def load_cuts(manifest_dir: Path, corpus: str, test_set: str, max_utterances: int) -> CutSet:
+    path = manifest_dir / f"{corpus}_cuts_{test_set}.jsonl.gz"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: run stages 0-1 (manifests, fbank) for set {test_set!r}")
+    cuts = CutSet.from_file(path)
+    return cuts.subset(first=max_utterances) if max_utterances > 0 else cuts
+
+
+def decode_subnet(spec_dir: Path, cut_sets: dict[str, CutSet], methods: list[str], precisions: list[str],
+                  num_threads: int = 1, max_active_paths: int = 4, model_type: str = "",
+                  suffix: str = "") -> dict[str, Any]:
+    """Decode every set with every (precision, method); write the WER files and onnx_results.json.
+
+    Each utterance's audio is loaded once and fed to all recognizers; each recognizer's time
+    is measured on its own (stream creation, fbank, encoder, search).
+    """
+    suffix = find_suffix(spec_dir, suffix)
+    tokens = spec_dir / "tokens.txt"
+    if not tokens.is_file():
+        raise FileNotFoundError(f"{tokens} does not exist: run todm.export (stage 6)")
+    if read_tokens(tokens).get("<blk>") != 0:
+        raise ValueError(f"{tokens}: sherpa-onnx needs <blk> with id 0")
+    files = {p: model_files(spec_dir, suffix, p) for p in precisions}
+    recognizers = {(p, m): make_recognizer(files[p], tokens, m, num_threads, max_active_paths, model_type)
+                   for p in precisions for m in methods}
+    results: dict[str, dict[str, dict[str, Any]]] = {p: {m: {} for m in methods} for p in precisions}
+    for test_set, cuts in cut_sets.items():
+        hyps: dict[tuple[str, str], list] = {key: [] for key in recognizers}
+        seconds = dict.fromkeys(recognizers, 0.0)
+        audio_seconds, num_cuts = 0.0, 0
+        for cut in cuts:
+            if not cut.supervisions:
+                raise ValueError(f"cut {cut.id} in set {test_set!r} has no supervision (reference text)")
+            ref = " ".join(s.text or "" for s in cut.supervisions).split()
+            audio = load_mono(cut)
+            audio_seconds += audio.size / cut.sampling_rate
+            num_cuts += 1
+            for key, recognizer in recognizers.items():
+                start = time.perf_counter()
+                hyp = recognize(recognizer, audio, cut.sampling_rate)
+                seconds[key] += time.perf_counter() - start
+                hyps[key].append((cut.id, ref, hyp))
+        if num_cuts == 0:
+            raise ValueError(f"set {test_set!r} has no cuts")
+        for (precision, method), res in hyps.items():
+            stats = write_results(spec_dir, test_set, f"sherpa-{precision}-{method}_{suffix}", res)
+            results[precision][method][test_set] = {
+                **stats, "num_utterances": num_cuts, "audio_seconds": round(audio_seconds, 3),
+                "decode_seconds": round(seconds[(precision, method)], 3),
+                "rtf": seconds[(precision, method)] / audio_seconds,
+            }
+            logging.info(f"{spec_dir.name} {precision} {method} {test_set}: WER {stats['wer']:.2f}% "
+                         f"RTF {seconds[(precision, method)] / audio_seconds:.4f}")
+    summary = {
+        "spec": spec_dir.name,
+        "suffix": suffix,
+        "params": _export_info(spec_dir).get("params"),
+        "model_type": _metadata(files[precisions[0]]["encoder"]).get("model_type"),
+        "sherpa_model_type_arg": model_type,
+        "num_threads": num_threads,
+        "max_active_paths": max_active_paths,
+        "file_bytes": {p: _sizes(files[p]) for p in precisions},
+        "results": results,
+        "wer": {p: {m: {s: r["wer"] for s, r in results[p][m].items()} for m in methods} for p in precisions},
+        "rtf": {p: {m: _pooled_rtf(results[p][m]) for m in methods} for p in precisions},
+    }
+    save_json(summary, spec_dir / "onnx_results.json")
+    return summary
+
+
+def _sizes(files: dict[str, Path]) -> dict[str, int]:
+    sizes = {part: path.stat().st_size for part, path in files.items()}
+    sizes["total"] = sum(sizes.values())
+    return sizes
+
+
+def _pooled_rtf(per_set: dict[str, dict[str, Any]]) -> float:
+    """RTF over all sets together: total decode seconds / total audio seconds."""
+    return sum(r["decode_seconds"] for r in per_set.values()) / sum(r["audio_seconds"] for r in per_set.values())
+
+
+def _metadata(path: Path) -> dict[str, str]:
+    return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+
+
+def _export_info(spec_dir: Path) -> dict[str, Any]:
+    path = spec_dir / "export.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--deploy-dir", type=Path, default=Path("exp/deploy"), help="todm.export's --out-dir")
+    parser.add_argument("--subnets", type=str, default="", help="specs to decode; default: every exported one")
+    parser.add_argument("--suffix", type=str, default="",
+                        help="checkpoint suffix of the ONNX files (epoch-12_avg-4...); default: the only one")
+    parser.add_argument("--manifest-dir", type=Path, default=Path("data/fbank"),
+                        help="where stage 1 wrote <corpus>_cuts_<set>.jsonl.gz")
+    parser.add_argument("--corpus", type=str, default="builtin", help="corpus name in the manifest file names")
+    parser.add_argument("--test-sets", type=str, default="test", help="space/comma separated set names")
+    parser.add_argument("--decoding-methods", type=str, default="greedy_search modified_beam_search",
+                        help="sherpa-onnx decoding methods, space/comma separated")
+    parser.add_argument("--max-active-paths", type=int, default=4, help="beam of modified_beam_search")
+    parser.add_argument("--precisions", type=str, default="fp32 int8", help="fp32 and/or int8")
+    parser.add_argument("--num-threads", type=int, default=1, help="onnxruntime threads (RTF is measured at this)")
+    parser.add_argument("--model-type", type=str, default="",
+                        help='sherpa-onnx model_type; "" = read it from the encoder metadata')
+    parser.add_argument("--max-utterances", type=int, default=0, help="decode only the first N cuts per set (0 = all)")
+    return parser
+
+
+def _split(text: str) -> list[str]:
+    return text.replace(",", " ").split()
+
+
+def main() -> None:
+    args = get_parser().parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(filename)s:%(lineno)d] %(message)s")
+    precisions, methods = _split(args.precisions), _split(args.decoding_methods)
+    bad = [p for p in precisions if p not in PRECISIONS]
+    if bad or not precisions:
+        raise ValueError(f"--precisions: expected fp32 and/or int8, got {args.precisions!r}")
+    bad = [m for m in methods if m not in ("greedy_search", "modified_beam_search")]
+    if bad or not methods:
+        raise ValueError(f"--decoding-methods: expected greedy_search and/or modified_beam_search, got {bad or methods}")
+    if args.subnets.strip():
+        spec_dirs = [args.deploy_dir / s for s in _split(args.subnets)]
+    else:
+        spec_dirs = sorted(p.parent for p in args.deploy_dir.glob("*/export.json"))
+    if not spec_dirs:
+        raise FileNotFoundError(f"no exported subnets in {args.deploy_dir}: run todm.export (stage 6) first")
+    missing = [str(d) for d in spec_dirs if not d.is_dir()]
+    if missing:
+        raise FileNotFoundError(f"not exported: {', '.join(missing)}; run todm.export (stage 6) for them")
+    cut_sets = {s: load_cuts(args.manifest_dir, args.corpus, s, args.max_utterances) for s in _split(args.test_sets)}
+    for spec_dir in spec_dirs:
+        decode_subnet(spec_dir, cut_sets, methods, precisions, args.num_threads, args.max_active_paths,
+                      args.model_type, args.suffix)
+        logging.info(f"Wrote {spec_dir / 'onnx_results.json'}")
+
+
+if __name__ == "__main__":
+    main()

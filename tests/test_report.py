@@ -1,0 +1,114 @@
+"""todm.report on synthetic stage outputs: table rows, relative difference, plot, missing pieces."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from todm.report import make_report, relative_difference
+
+METHOD = "greedy_search"
+
+
+def _write(path: Path, obj: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj))
+
+
+def _decode_result(spec: str, params: int, dev: float, test: float) -> dict:
+    return {"spec": spec, "params": params, "macs_per_second": params * 25, "wer": {"dev": dev, "test": test},
+            "rtf": 0.05}
+
+
+def _table(markdown: str) -> dict[str, dict[str, str]]:
+    """{spec: {column: cell}} of the first Markdown table."""
+    lines = [line for line in markdown.splitlines() if line.startswith("|")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    rows = {}
+    for line in lines[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) != len(header):
+            break  # the next table
+        rows[cells[0]] = dict(zip(header, cells))
+    return rows
+
+
+def _full_experiment(exp: Path) -> None:
+    sup = exp / "supernet" / METHOD
+    _write(sup / "results-L2-F8-H1_epoch-1_avg-1.json", _decode_result("L2-F8-H1", 1000, 50.0, 60.0))
+    os.utime(sup / "results-L2-F8-H1_epoch-1_avg-1.json", (1, 1))  # older decode: must be ignored
+    _write(sup / "results-L2-F8-H1_epoch-2_avg-1.json", _decode_result("L2-F8-H1", 1000, 10.0, 12.0))
+    _write(sup / "results-L4-F16-H2_epoch-2_avg-1.json", _decode_result("L4-F16-H2", 3000, 8.0, 9.0))
+    _write(exp / "baseline-L2-F8-H1" / METHOD / "results-L2-F8-H1_epoch-2_avg-1.json",
+           _decode_result("L2-F8-H1", 1000, 11.0, 12.0))
+    _write(exp / "deploy" / "L2-F8-H1" / "onnx_results.json", {
+        "spec": "L2-F8-H1", "params": 1000,
+        "wer": {"fp32": {METHOD: {"test": 12.25}}, "int8": {METHOD: {"test": 13.0}}},
+        "rtf": {"fp32": {METHOD: 0.0123}, "int8": {METHOD: 0.0101}},
+        "file_bytes": {"fp32": {"total": 4_000_000}, "int8": {"total": 1_500_000}},
+    })
+    _write(exp / "supernet" / "train_cost.json", {"wall_seconds": 7200.0, "process_seconds": 14000.0,
+                                                   "device_seconds": 7200.0})
+    _write(exp / "baseline-L2-F8-H1" / "train_cost.json", {"wall_seconds": 3600.0, "process_seconds": 7000.0,
+                                                          "device_seconds": 3600.0})
+    _write(exp / "baseline-L4-F16-H2" / "train_cost.json", {"wall_seconds": 5400.0, "process_seconds": 9000.0,
+                                                           "device_seconds": 5400.0})
+
+
+def test_relative_difference():
+    assert relative_difference(10.0, 11.0) == 100.0 * (10.0 - 11.0) / 11.0
+    assert relative_difference(12.0, 12.0) == 0.0
+    assert relative_difference(None, 3.0) is None and relative_difference(3.0, None) is None
+    assert relative_difference(1.0, 0.0) is None
+
+
+def test_report_rows_and_files(tmp_path):
+    exp = tmp_path / "exp"
+    _full_experiment(exp)
+    report = make_report(exp, exp / "report", METHOD)
+    markdown = (exp / "report" / "report.md").read_text()
+    rows = _table(markdown)
+    assert list(rows) == ["L2-F8-H1", "L4-F16-H2"]  # sorted by parameters
+    small, large = rows["L2-F8-H1"], rows["L4-F16-H2"]
+    assert small["WER dev TODM"] == "10.00" and small["WER dev baseline"] == "11.00"  # newest decode used
+    assert small["rel. diff dev"] == "-9.1%" and small["rel. diff test"] == "+0.0%"
+    assert small["ONNX WER test fp32"] == "12.25" and small["ONNX WER test int8"] == "13.00"
+    assert small["RTF ONNX fp32"] == "0.0123" and small["size int8"] == "1.50 MB"
+    assert small["params"] == "1,000"
+    assert large["WER test TODM"] == "9.00" and large["WER test baseline"] == "-" and large["rel. diff test"] == "-"
+    assert large["ONNX WER test fp32"] == "-"
+    assert "sum of 2 baselines | 2.50 h" in markdown and "0.80 x the baselines' total" in markdown
+    assert any("no baseline decoded for L4-F16-H2" in n for n in report["notes"])
+    assert (exp / "report" / "wer_vs_params.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    saved = json.loads((exp / "report" / "report.json").read_text())
+    assert saved["rows"][0]["onnx_minus_pytorch"]["test"] == 0.25
+    assert abs(saved["rows"][0]["relative_difference"]["dev"] - (-100 / 11)) < 1e-9
+
+
+def test_onnx_gap_over_tolerance_is_flagged(tmp_path):
+    exp = tmp_path / "exp"
+    _full_experiment(exp)
+    path = exp / "deploy" / "L2-F8-H1" / "onnx_results.json"
+    onnx = json.loads(path.read_text())
+    onnx["wer"]["fp32"][METHOD]["test"] = 13.0
+    path.write_text(json.dumps(onnx))
+    report = make_report(exp, tmp_path / "out", METHOD)
+    assert any("differs from PyTorch by +1.00" in n for n in report["notes"])
+
+
+def test_nothing_yet_gives_dashes_and_stage_notes(tmp_path):
+    exp = tmp_path / "exp"
+    _write(exp / "supernet" / METHOD / "results-L2-F8-H1_epoch-1_avg-1.json",
+           _decode_result("L2-F8-H1", 1000, 10.0, 12.0))
+    out = subprocess.run([sys.executable, "-m", "todm.report", "--exp-dir", str(exp)], capture_output=True,
+                         text=True, check=True)
+    assert str(exp / "report" / "report.md") in out.stdout
+    markdown = (exp / "report" / "report.md").read_text()
+    row = _table(markdown)["L2-F8-H1"]
+    assert row["WER dev baseline"] == "-" and row["rel. diff dev"] == "-" and row["RTF ONNX fp32"] == "-"
+    for stage in ("stage 5", "stage 6", "stage 3"):
+        assert stage in markdown
+    empty = make_report(tmp_path / "none", tmp_path / "none-report", METHOD)
+    assert empty["rows"] == [] and any("stage 4" in n for n in empty["notes"])
+    assert (tmp_path / "none-report" / "wer_vs_params.png").is_file()
