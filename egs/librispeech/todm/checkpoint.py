@@ -6,6 +6,7 @@ resumed run continues bit for bit) and ``params`` (hyper-parameters, ``model_con
 ``batch_idx_train``, ``cur_epoch`` ...). Writes are atomic (temp file + rename).
 """
 
+import argparse
 import logging
 import random
 import re
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from todm.utils import torch_save
+from todm.utils import str2bool, torch_save
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -219,3 +220,15 @@ def load_model_state(exp_dir: Path | str, epoch: int, avg: int, use_averaged_mod
     if use_averaged_model:
         suffix += "_use-averaged-model"
     return state, load_checkpoint_file(last)["params"], suffix
+
+
+def add_weight_arguments(parser: argparse.ArgumentParser, default_avg: int = 4) -> None:
+    """icefall's flags that choose the weights to decode/export (see ``load_model_state``)."""
+    g = parser.add_argument_group("checkpoint")
+    g.add_argument("--exp-dir", type=Path, default=Path("exp/supernet"), help="training dir with epoch-N.pt")
+    g.add_argument("--epoch", type=int, default=12, help="use epoch-<epoch>.pt (with --avg)")
+    g.add_argument("--iter", type=int, default=0, help="if > 0, use checkpoint-<iter>.pt instead of --epoch")
+    g.add_argument("--avg", type=int, default=default_avg,
+                   help="number of checkpoints to average, ending at --epoch/--iter")
+    g.add_argument("--use-averaged-model", type=str2bool, default=True,
+                   help="average over (epoch-avg, epoch] from the running model_avg (needs epoch > avg)")

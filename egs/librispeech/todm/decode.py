@@ -41,7 +41,7 @@ from tqdm import tqdm
 
 from todm.asr_datamodule import AsrDataModule, batch_to_tensors
 from todm.beam_search import greedy_search_batch, modified_beam_search
-from todm.checkpoint import load_model_state
+from todm.checkpoint import add_weight_arguments, load_model_state
 from todm.model import Transducer, TransducerConfig, build_model
 from todm.subnet import SubnetSpec, count_macs_per_second, count_parameters
 from todm.subsampling import MIN_INPUT_FRAMES
@@ -53,13 +53,8 @@ DECODING_METHODS = ("greedy_search", "modified_beam_search")
 
 def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
     """Which weights, which tokens, where to run: shared by decode and select_subnets."""
-    g = parser.add_argument_group("checkpoint")
-    g.add_argument("--exp-dir", type=Path, default=Path("exp/supernet"), help="training dir with epoch-N.pt")
-    g.add_argument("--epoch", type=int, default=12, help="decode epoch-<epoch>.pt (with --avg)")
-    g.add_argument("--iter", type=int, default=0, help="if > 0, use checkpoint-<iter>.pt instead of --epoch")
-    g.add_argument("--avg", type=int, default=4, help="number of checkpoints to average, ending at --epoch/--iter")
-    g.add_argument("--use-averaged-model", type=str2bool, default=True,
-                   help="average over (epoch-avg, epoch] from the running model_avg (needs epoch > avg)")
+    add_weight_arguments(parser)
+    g = parser.add_argument_group("model input/output")
     g.add_argument("--bpe-model", type=Path, default=Path("data/lang_bpe_256/bpe.model"))
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: cuda if available")
     g.add_argument("--num-threads", type=int, default=1, help="torch CPU threads (1 for on-device RTF)")

@@ -41,7 +41,8 @@ import torch
 from onnxruntime.quantization import QuantType, quantize_dynamic
 from torch import nn
 
-from todm.checkpoint import load_model_state
+from todm.checkpoint import add_weight_arguments, load_model_state
+from todm.decode import parse_subnets
 from todm.model import Transducer, TransducerConfig, build_model
 from todm.subnet import SubnetSpec, count_macs_per_second, count_parameters
 from todm.utils import atomic_write, read_tokens, save_json, str2bool, torch_save
@@ -251,12 +252,7 @@ def deploy_subnet(supernet: Transducer, spec: SubnetSpec, out_dir: Path, suffix:
 
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--exp-dir", type=Path, default=Path("exp/supernet"), help="training dir with epoch-N.pt")
-    parser.add_argument("--epoch", type=int, default=12, help="last epoch to use (epoch-N.pt)")
-    parser.add_argument("--iter", type=int, default=0, help="if > 0, use checkpoint-B.pt files up to this batch")
-    parser.add_argument("--avg", type=int, default=1, help="number of checkpoints to average")
-    parser.add_argument("--use-averaged-model", type=str2bool, default=True,
-                        help="average via the running model_avg of two checkpoints (icefall)")
+    add_weight_arguments(parser)
     parser.add_argument("--subnets", type=str, default="",
                         help="space/comma separated specs such as L2-F144-H1; default: the deployable specs")
     parser.add_argument("--tokens", type=Path, required=True, help="tokens.txt of the lang dir (symbol id)")
@@ -265,10 +261,6 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-check-diff", type=float, default=1e-3,
                         help="fail if onnx_check (fp32) differs from PyTorch by more than this")
     return parser
-
-
-def parse_specs(text: str) -> list[SubnetSpec]:
-    return [SubnetSpec.parse(s) for s in text.replace(",", " ").split()]
 
 
 def main() -> None:
@@ -285,9 +277,7 @@ def main() -> None:
     supernet = build_model(config)
     supernet.load_state_dict(state)
     supernet.eval()
-    specs = parse_specs(args.subnets) if args.subnets.strip() else config.search_space.deployable()
-    for spec in specs:
-        config.search_space.validate(spec)
+    specs = parse_subnets(args.subnets.replace(",", " "), config)
     for spec in specs:
         out_dir = args.out_dir / str(spec)
         summary = deploy_subnet(supernet, spec, out_dir, suffix, args.tokens, int8=args.enable_int8_quantization)
