@@ -59,9 +59,21 @@ log() {
   echo -e "$(date '+%Y-%m-%d %H:%M:%S') ($fname:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*"
 }
 
+if $tiny; then
+  : "${num_epochs:=2}" "${max_duration:=60}"
+  : "${vocab_size:=64}"
+  model_args="--encoder-dim 32 --head-dim 8 --state-dim 8 --num-layers 1,2 --ffn-dim 32,64 --num-heads 1,2 \
+    --decoder-dim 32 --joiner-dim 32 $model_args"
+fi
+preset_train_args=""    # per-corpus training defaults, before $train_args (which override them)
 case "$corpus" in
   builtin)
-    : "${train_parts:=train}" "${dev_parts:=dev}" "${test_parts:=dev test}" "${vocab_size:=256}" ;;
+    : "${train_parts:=train}" "${dev_parts:=dev}" "${test_parts:=dev test}" "${vocab_size:=256}"
+    : "${num_epochs:=6}" "${max_duration:=100}"
+    # A few hundred steps in all: icefall's warm-ups (500 lr batches, 2000 loss batches) and a
+    # time warp of 80 frames (sized for 12-s LibriSpeech utterances; ours are ~2 s) are scaled down.
+    preset_train_args="--warmup-batches 100 --lr-batches 1000 --lr-epochs 2 --warm-step 300
+      --spec-aug-time-warp-factor 20" ;;
   librispeech)
     : "${train_parts:=train-clean-100 train-clean-360 train-other-500}" "${dev_parts:=dev-clean dev-other}"
     : "${test_parts:=test-clean test-other}" "${vocab_size:=500}" ;;
@@ -71,12 +83,6 @@ case "$corpus" in
       exit 1
     fi ;;
 esac
-if $tiny; then
-  : "${num_epochs:=2}" "${max_duration:=60}"
-  vocab_size=64
-  model_args="--encoder-dim 32 --head-dim 8 --state-dim 8 --num-layers 1,2 --ffn-dim 32,64 --num-heads 1,2 \
-    --decoder-dim 32 --joiner-dim 32 $model_args"
-fi
 : "${num_epochs:=12}" "${max_duration:=200}"
 : "${avg:=$(( num_epochs > 4 ? 4 : num_epochs - 1 ))}"
 lang_dir=data/lang_bpe_${vocab_size}
@@ -131,7 +137,7 @@ common_train_args=(--manifest-dir data/fbank --corpus "$corpus" --bpe-model "$la
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   log "Stage 3: train the TODM supernet -> $exp_dir/supernet"
   # shellcheck disable=SC2086
-  train "${common_train_args[@]}" --exp-dir "$exp_dir/supernet" $model_args $train_args
+  train "${common_train_args[@]}" --exp-dir "$exp_dir/supernet" $preset_train_args $model_args $train_args
 fi
 
 # Decodes every subnet in $subnets (default: the deployable specs of that checkpoint) of one exp dir.
@@ -157,7 +163,8 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
     for spec in $specs; do
       log "Stage 5: individually trained baseline $spec -> $exp_dir/baseline-$spec"
       # shellcheck disable=SC2086
-      train "${common_train_args[@]}" --exp-dir "$exp_dir/baseline-$spec" --subnet "$spec" $model_args $train_args
+      train "${common_train_args[@]}" --exp-dir "$exp_dir/baseline-$spec" --subnet "$spec" $preset_train_args \
+        $model_args $train_args
       subnets_saved=$subnets; subnets=$spec
       decode "$exp_dir/baseline-$spec"
       subnets=$subnets_saved
