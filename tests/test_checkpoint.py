@@ -101,3 +101,13 @@ def test_rng_state_roundtrip():
     set_rng_state(state)
     b = (random.random(), torch.rand(3))
     assert a[0] == b[0] and torch.equal(a[1], b[1])
+
+
+def test_atomic_write_gives_normal_permissions(tmp_path):
+    import os
+    umask = os.umask(0o022)
+    try:
+        atomic_write(tmp_path / "f.txt", lambda tmp: tmp.write_text("x"))
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o644
