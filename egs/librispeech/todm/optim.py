@@ -31,6 +31,7 @@ a step trains only a prefix slice of it, and clipping sees the whole (sandwich) 
 
 from __future__ import annotations
 
+import abc
 import copy
 import logging
 import math
@@ -368,7 +369,7 @@ class ScaledAdam(torch.optim.Optimizer):
         state["delta"].add_(p * scale_step, alpha=1 - beta1)
 
 
-class LRScheduler:
+class LRScheduler(abc.ABC):
     """Minimal base for schedules that depend on both the batch index and the epoch.
 
     Stores ``base_lr`` in each param group (kept if already present, so per-group learning
@@ -387,8 +388,9 @@ class LRScheduler:
         self.epoch = 0.0
         self._set_lrs()
 
+    @abc.abstractmethod
     def get_lr(self) -> list[float]:
-        raise NotImplementedError
+        """The learning rates for the current batch and epoch, one per param group."""
 
     def get_last_lr(self) -> list[float]:
         """The learning rates last written into the param groups."""
