@@ -48,7 +48,7 @@ from lhotse.utils import is_module_available
 
 from local.manifest_io import manifest_path, save_manifest_atomically
 from local.text_normalize import is_speech_text
-from todm.utils import str2bool
+from todm.utils import console_logging, str2bool
 
 NUM_MEL_BINS = 80
 # A worker process costs seconds to start (torch + lhotse imports) and extracts ~1000 s of audio
@@ -174,9 +174,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(
-        format="%(asctime)s %(levelname)s [%(filename)s:%(lineno)d] %(message)s", level=logging.INFO
-    )
+    console_logging()
     args = get_parser().parse_args(argv)
     # Parallelism comes from worker processes; torch threads inside them would oversubscribe.
     torch.set_num_threads(1)

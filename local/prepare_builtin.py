@@ -56,7 +56,7 @@ from lhotse import validate_recordings_and_supervisions
 from local.manifest_io import manifest_path, save_manifest_atomically
 from local.text_normalize import normalize_sentence
 from local.tts_voices import VOICES, Voice, probe_voices, synthesize_many
-from todm.utils import str2bool
+from todm.utils import console_logging, str2bool
 
 SPLITS = ("train", "dev", "test")
 TINY_SIZES = {"train": 20, "dev": 6, "test": 10}
@@ -225,9 +225,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(
-        format="%(asctime)s %(levelname)s [%(filename)s:%(lineno)d] %(message)s", level=logging.INFO
-    )
+    console_logging()
     args = get_parser().parse_args(argv)
     preset = TINY_SIZES if args.tiny else DEFAULT_SIZES
     sizes = {s: getattr(args, f"num_{s}") or preset[s] for s in SPLITS}

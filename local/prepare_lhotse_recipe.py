@@ -30,7 +30,7 @@ from typing import Callable
 
 import lhotse.recipes
 
-from todm.utils import str2bool
+from todm.utils import console_logging, str2bool
 
 MANIFEST_NAME = re.compile(r"^(?P<prefix>.+?)_(recordings|supervisions|cuts)_(?P<part>.+)\.jsonl\.gz$")
 
@@ -95,9 +95,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(
-        format="%(asctime)s %(levelname)s [%(filename)s:%(lineno)d] %(message)s", level=logging.INFO
-    )
+    console_logging()
     args = get_parser().parse_args(argv)
     name = args.recipe.strip().lower().replace("-", "_")
     marker = args.output_dir / f".{name}.done"

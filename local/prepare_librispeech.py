@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from local.manifest_io import manifest_path, save_manifest_atomically
 from local.text_normalize import is_speech_text
-from todm.utils import str2bool
+from todm.utils import console_logging, str2bool
 
 # The usual icefall order: training parts first.
 FULL_PARTS = ("train-clean-100", "train-clean-360", "train-other-500",
@@ -168,9 +168,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(
-        format="%(asctime)s %(levelname)s [%(filename)s:%(lineno)d] %(message)s", level=logging.INFO
-    )
+    console_logging()
     args = get_parser().parse_args(argv)
     try:
         parts = resolve_parts(args.parts)

@@ -30,7 +30,7 @@ import sentencepiece as spm
 from lhotse import load_manifest_lazy
 
 from local.text_normalize import is_speech_text
-from todm.utils import atomic_write
+from todm.utils import atomic_write, console_logging
 
 SPECIAL_IDS = {"<blk>": 0, "<sos/eos>": 1, "<unk>": 2}
 
@@ -98,9 +98,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(
-        format="%(asctime)s %(levelname)s [%(filename)s:%(lineno)d] %(message)s", level=logging.INFO
-    )
+    console_logging()
     args = get_parser().parse_args(argv)
     model_path, tokens_path = args.lang_dir / "bpe.model", args.lang_dir / "tokens.txt"
     if model_path.is_file() and tokens_path.is_file():

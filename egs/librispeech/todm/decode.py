@@ -45,7 +45,7 @@ from todm.checkpoint import add_weight_arguments, load_model_state
 from todm.model import Transducer, TransducerConfig, build_model
 from todm.subnet import SubnetSpec, count_macs_per_second, count_parameters
 from todm.subsampling import MIN_INPUT_FRAMES
-from todm.utils import save_json, setup_logger, str2bool
+from todm.utils import save_json, setup_logger
 from todm.wer import write_results, write_wer_summary
 
 DECODING_METHODS = ("greedy_search", "modified_beam_search")

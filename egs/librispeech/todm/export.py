@@ -45,7 +45,7 @@ from todm.checkpoint import add_weight_arguments, load_model_state
 from todm.decode import parse_subnets
 from todm.model import Transducer, TransducerConfig, build_model
 from todm.subnet import SubnetSpec, count_macs_per_second, count_parameters
-from todm.utils import atomic_write, read_tokens, save_json, str2bool, torch_save
+from todm.utils import atomic_write, console_logging, read_tokens, save_json, str2bool, torch_save
 
 # sherpa-onnx routes "conformer", "zipformer" and "zipformer2" to its generic offline transducer;
 # our macaron blocks (FFN, sequence mixer, FFN) are Conformer-shaped, so we name it that.
@@ -265,7 +265,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main() -> None:
     args = get_parser().parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(filename)s:%(lineno)d] %(message)s")
+    console_logging()
     torch.set_num_threads(1)
     if not args.tokens.is_file():
         raise FileNotFoundError(f"--tokens {args.tokens} does not exist: run stage 2 (BPE) first")

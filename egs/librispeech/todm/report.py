@@ -31,7 +31,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from todm.utils import atomic_write, save_json  # noqa: E402
+from todm.utils import atomic_write, console_logging, save_json  # noqa: E402
 
 ONNX_PYTORCH_TOLERANCE = 0.5  # absolute WER points allowed between sherpa-onnx fp32 and PyTorch
 MISSING = "-"
@@ -278,7 +278,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main() -> None:
     args = get_parser().parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(filename)s:%(lineno)d] %(message)s")
+    console_logging()
     out_dir = args.out_dir or args.exp_dir / "report"
     report = make_report(args.exp_dir, out_dir, args.decoding_method, args.supernet_dir, args.deploy_dir, args.suffix)
     for note in report["notes"]:

@@ -33,7 +33,7 @@ import sherpa_onnx
 from lhotse import CutSet
 
 from todm.subsampling import MIN_INPUT_FRAMES
-from todm.utils import read_tokens, save_json
+from todm.utils import console_logging, read_tokens, save_json
 from todm.wer import write_results
 
 PRECISIONS = {"fp32": "", "int8": ".int8"}
@@ -222,7 +222,7 @@ def _split(text: str) -> list[str]:
 
 def main() -> None:
     args = get_parser().parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(filename)s:%(lineno)d] %(message)s")
+    console_logging()
     precisions, methods = _split(args.precisions), _split(args.decoding_methods)
     bad = [p for p in precisions if p not in PRECISIONS]
     if bad or not precisions:

@@ -26,6 +26,14 @@ def str2bool(value: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
 
 
+LOG_FORMAT = "%(asctime)s %(levelname)s [%(filename)s:%(lineno)d] %(message)s"
+
+
+def console_logging() -> None:
+    """Timestamped INFO logging to the console, the format every recipe script uses."""
+    logging.basicConfig(format=LOG_FORMAT, level=logging.INFO)
+
+
 def setup_logger(log_prefix: Path | str, rank: int = 0, world_size: int = 1) -> Path:
     """Log to the console and to ``<log_prefix>-<date>[-<rank>]`` (icefall's layout)."""
     date = datetime.now().strftime("%Y-%m-%d-%H-%M-%S")
