@@ -343,3 +343,45 @@ def test_scalar_is_clamped_and_input_forms():
         ScaledAdam(model.parameters(), clipping_scale=0.0)
     with pytest.raises(ValueError, match="warmup_start"):
         Eden(ScaledAdam(model.parameters()), 7500, 3.5, warmup_start=1.5)
+
+
+def test_group_without_rms_scaling_keeps_large_tensors_unscaled():
+    """A frequency-like tensor (RMS ~12 > param_max_rms) is shrunk by the RMS ceiling in a
+    normal group even with a zero gradient, and left alone in an ``rms_scaled=False`` group,
+    where a constant gradient moves every element by the same absolute step."""
+    freqs = torch.pi * torch.arange(8.0)
+    scaled, plain = nn.Parameter(freqs.clone()), nn.Parameter(freqs.clone())
+    optimizer = ScaledAdam([{"params": [scaled]},
+                            {"params": [plain], "rms_scaled": False, "scalar_max": float("inf")}],
+                           clipping_scale=None)
+    for _ in range(8):
+        optimizer.zero_grad()
+        (0.0 * (scaled.sum() + plain.sum())).backward()
+        optimizer.step()
+    assert scaled.pow(2).mean().sqrt() < 0.9 * freqs.pow(2).mean().sqrt()
+    assert torch.equal(plain, freqs)
+    for _ in range(20):
+        optimizer.zero_grad()
+        (-plain.sum()).backward()
+        optimizer.step()
+    moved = plain.detach() - freqs
+    assert torch.all(moved > 0) and torch.allclose(moved, moved[0].expand(8), atol=1e-5)
+
+
+def test_make_optimizer_gives_ssm_dynamics_plain_adam():
+    import argparse
+
+    from conftest import tiny_config
+    from todm.model import build_model
+    from todm.training_setup import make_optimizer
+
+    model = build_model(tiny_config())
+    args = argparse.Namespace(optimizer="scaled_adam", base_lr=None, lr_batches=100, lr_epochs=2,
+                              warmup_batches=10)
+    optimizer, _ = make_optimizer(model, args)
+    weights, dynamics = optimizer.param_groups
+    assert weights["rms_scaled"] and not dynamics["rms_scaled"]
+    assert {n.rsplit(".", 1)[-1] for n in dynamics["param_names"]} == {"a_imag", "log_a_real", "log_dt"}
+    num_ssm_layers = sum(1 for n, _ in model.named_parameters() if n.endswith("ssm.log_dt"))
+    assert len(dynamics["params"]) == 3 * num_ssm_layers
+    assert len(weights["params"]) + len(dynamics["params"]) == len(list(model.parameters()))

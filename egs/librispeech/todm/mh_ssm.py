@@ -48,6 +48,18 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
+# Parameters that are log time steps, decay rates and frequencies rather than weights. As in
+# S4, the optimizer must not treat them like weight matrices: ScaledAdam's RMS-relative steps
+# and its RMS ceiling (3.0) shrink a_imag (0..7*pi) and log_dt (down to log 1e-3) as a whole,
+# which flattens every kernel (seen in training). ``training_setup`` gives them plain Adam.
+DYNAMICS_PARAMETERS = ("log_dt", "log_a_real", "a_imag")
+
+
+def is_dynamics_parameter(name: str) -> bool:
+    """Whether ``model.named_parameters()`` name ``name`` is an SSM dynamics parameter."""
+    return name.rsplit(".", 1)[-1] in DYNAMICS_PARAMETERS
+
+
 def s4d_kernel(
     log_dt: torch.Tensor, log_a_real: torch.Tensor, a_imag: torch.Tensor, c: torch.Tensor, length: int
 ) -> torch.Tensor:

@@ -80,6 +80,11 @@ def _as_param_groups(params_or_named_groups: Any) -> list[dict[str, Any]]:
     return groups
 
 
+def _plain_adam(p: Tensor, group: dict[str, Any]) -> bool:
+    """Whether ``p`` gets the scalar treatment: one element, or a group with rms_scaled=False."""
+    return p.numel() == 1 or not group.get("rms_scaled", True)
+
+
 def _rms(x: Tensor) -> Tensor:
     """Root mean square of all elements, as a 0-dim tensor."""
     return x.detach().pow(2).mean().sqrt()
@@ -108,6 +113,11 @@ class ScaledAdam(torch.optim.Optimizer):
       size_update_period: 4: steps between RMS refreshes / log-scale updates.
       clipping_update_period: 100: steps between re-estimates of the clipping threshold;
         also the length of the gradient-norm history.
+      rms_scaled: True.  A param group with ``rms_scaled=False`` gives every tensor the
+        scalar treatment (plain Adam at ``lr * scalar_lr_scale``, clamped to +-``scalar_max``,
+        no learned scale).  For parameters that are not weights but physical quantities, such
+        as an SSM's log time steps and frequencies: steps relative to the tensor's RMS and
+        the ``param_max_rms`` limit would rescale all of them together (our addition).
     (All defaults except ``lr`` and ``clipping_scale`` are icefall ``ScaledAdam``'s.)
 
     Queryable state: ``clipping_info(group_index)`` returns the clipping threshold, the last
@@ -127,6 +137,7 @@ class ScaledAdam(torch.optim.Optimizer):
         scalar_max: float = 10.0,
         size_update_period: int = 4,
         clipping_update_period: int = 100,
+        rms_scaled: bool = True,
     ) -> None:
         checks = {
             "lr >= 0": lr >= 0.0,
@@ -148,6 +159,7 @@ class ScaledAdam(torch.optim.Optimizer):
             scalar_lr_scale=scalar_lr_scale, eps=eps, param_min_rms=param_min_rms,
             param_max_rms=param_max_rms, scalar_max=scalar_max,
             size_update_period=size_update_period, clipping_update_period=clipping_update_period,
+            rms_scaled=rms_scaled,
         )
         super().__init__(_as_param_groups(params_or_named_groups), defaults)
         # One plain-Python record per param group (saved in state_dict for exact resume).
@@ -212,7 +224,7 @@ class ScaledAdam(torch.optim.Optimizer):
         state["step"] = 0
         state["delta"] = torch.zeros_like(p)  # momentum of the update itself
         state["exp_avg_sq"] = torch.zeros_like(p)
-        if p.numel() > 1:
+        if not _plain_adam(p, group):
             state["param_rms"] = _rms(p)
             state["scale_exp_avg_sq"] = torch.zeros_like(state["param_rms"])
             state["scale_grads"] = p.new_zeros(group["size_update_period"])
@@ -233,7 +245,7 @@ class ScaledAdam(torch.optim.Optimizer):
         # Squared contribution of each tensor to the RMS-normalised gradient norm.
         device = active[0][1].device
         contributions = torch.stack([
-            (p.grad.float().pow(2).sum() * group["scalar_lr_scale"] ** 2 if p.numel() == 1
+            (p.grad.float().pow(2).sum() * group["scalar_lr_scale"] ** 2 if _plain_adam(p, group)
              else (p.grad.float() * self.state[p]["param_rms"]).pow(2).sum()).to(device)
             for _, p in active
         ])
@@ -247,7 +259,7 @@ class ScaledAdam(torch.optim.Optimizer):
 
         for _, p in active:
             grad = p.grad if factor == 1.0 else p.grad * factor
-            if p.numel() == 1:
+            if _plain_adam(p, group):
                 self._scalar_step(group, p, grad, self.state[p])
             else:
                 self._tensor_step(group, p, grad, self.state[p])

@@ -1,12 +1,14 @@
 """Flags of todm.train and the objects they configure (optimizer, sandwich, cost record)."""
 
 import argparse
+import math
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from todm.mh_ssm import is_dynamics_parameter
 from todm.optim import Eden, ScaledAdam
 from todm.sandwich import SandwichConfig
 from todm.subnet import SearchSpace, SubnetSpec
@@ -80,8 +82,12 @@ def make_optimizer(model: nn.Module, args: argparse.Namespace) -> tuple[torch.op
     """ScaledAdam (TODM's third technique) or Adam for the ablation, both with Eden."""
     if args.optimizer == "scaled_adam":
         lr = args.base_lr if args.base_lr is not None else 0.045
-        named = [{"named_params": list(model.named_parameters()), "lr": lr}]
-        optimizer = ScaledAdam(named, lr=lr, clipping_scale=2.0)
+        named = list(model.named_parameters())
+        groups = [{"named_params": [(n, p) for n, p in named if not is_dynamics_parameter(n)], "lr": lr}]
+        dynamics = [(n, p) for n, p in named if is_dynamics_parameter(n)]
+        if dynamics:
+            groups.append({"named_params": dynamics, "lr": lr, "rms_scaled": False, "scalar_max": math.inf})
+        optimizer = ScaledAdam(groups, lr=lr, clipping_scale=2.0)
     else:
         lr = args.base_lr if args.base_lr is not None else 1e-3
         optimizer = torch.optim.Adam(model.parameters(), lr=lr)
