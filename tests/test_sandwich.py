@@ -78,3 +78,36 @@ def test_gradients_accumulate_over_the_sandwich():
                             space=SearchSpace.single(SubnetSpec(2, 32, 2)))
     # the smallest subnet adds gradient to the shared decoder on top of the largest's
     assert not torch.allclose(g_all["decoder.embedding.weight"], g_largest["decoder.embedding.weight"])
+
+
+def test_ctc_head_adds_its_loss_to_every_subnet_with_ground_truth():
+    torch.manual_seed(0)
+    config = tiny_config(use_ctc=True)
+    model = build_model(config)
+    num_params = {s: count_parameters(config, s) for s in config.search_space.enumerate()}
+    _, _, batch = _setup()
+    subnets = sample_sandwich(config.search_space, random.Random(0), 1)
+    res = sandwich_step(model, API, batch, subnets, SandwichConfig(num_random_subnets=1, ctc_loss_scale=0.3),
+                        DropoutRule(0.0), num_params, 3000)
+    for kind in ("largest", "random", "smallest"):
+        losses = res.losses[kind]
+        assert losses["ctc_loss"] > 0
+        expected = 0.5 * losses["simple_loss"] + losses["pruned_loss"] + 0.3 * losses["ctc_loss"]
+        assert losses["loss"] == pytest.approx(expected + losses.get("kd_loss", 0.0), rel=1e-5)
+    assert model.ctc_output.weight.grad is not None and model.ctc_output.weight.grad.abs().sum() > 0
+    without, _, _ = _step(SandwichConfig(num_random_subnets=1))
+    assert "ctc_loss" not in without.losses["largest"]
+
+
+def test_ctc_loss_matches_torch_and_ignores_impossible_targets():
+    from todm.transducer_loss import ctc_forward
+
+    torch.manual_seed(0)
+    head = torch.nn.Linear(8, 6)
+    encoder_out, lens = torch.randn(2, 5, 8), torch.tensor([5, 2])
+    symbols, y_lens = torch.tensor([[1, 2], [3, 4]]), torch.tensor([2, 2])
+    expected = torch.nn.functional.ctc_loss(head(encoder_out[:1]).log_softmax(-1).transpose(0, 1), symbols[:1],
+                                            lens[:1], y_lens[:1], reduction="sum")
+    # the second utterance needs 2 frames for "3 4" and has 2: possible; shorten it to 1 frame: impossible
+    got = ctc_forward(head, encoder_out, torch.tensor([5, 1]), symbols, y_lens, blank_id=0)
+    assert torch.isfinite(got) and got.item() == pytest.approx(expected.item(), rel=1e-5)

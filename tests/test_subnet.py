@@ -97,7 +97,7 @@ def _numel(config):
 
 @pytest.mark.parametrize(
     "overrides",
-    [{}, {"causal": True, "context_size": 1}, {"feature_dim": 40, "subsampling_channels": (4, 8, 16), "state_dim": 4}],
+    [{}, {"causal": True, "context_size": 1, "use_ctc": True}, {"feature_dim": 40, "subsampling_channels": (4, 8, 16), "state_dim": 4}],
 )
 def test_count_parameters_matches_built_models(overrides):
     config = TransducerConfig(vocab_size=37, **overrides)

@@ -56,6 +56,7 @@ class TransducerConfig:
     joiner_dim: int = 192
     context_size: int = 2
     dropout: float = 0.1
+    use_ctc: bool = False  # an auxiliary CTC head on the encoder (icefall's --use-ctc)
     search_space: SearchSpace = field(default=DEFAULT_SEARCH_SPACE)
 
     def __post_init__(self) -> None:
@@ -143,6 +144,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--context-size", type=int, default=d.context_size, help="decoder context: 1 bigram, 2 trigram")
     group.add_argument("--dropout", type=float, default=d.dropout,
                        help="encoder dropout of the largest subnet (the default when forward_encoder gets none)")
+    group.add_argument("--use-ctc", type=str2bool, default=d.use_ctc,
+                       help="add a CTC head on the encoder, trained with --ctc-loss-scale (not exported)")
 
 
 def config_from_args(args: argparse.Namespace, vocab_size: int, blank_id: int = 0) -> TransducerConfig:
@@ -166,6 +169,7 @@ def config_from_args(args: argparse.Namespace, vocab_size: int, blank_id: int = 
         joiner_dim=args.joiner_dim,
         context_size=args.context_size,
         dropout=args.dropout,
+        use_ctc=args.use_ctc,
         search_space=space,
     )
 
@@ -193,6 +197,9 @@ class Transducer(nn.Module):
         self.joiner = Joiner(config.encoder_dim, config.decoder_dim, config.joiner_dim, config.vocab_size)
         self.simple_am_proj = nn.Linear(config.encoder_dim, config.vocab_size)
         self.simple_lm_proj = nn.Linear(config.decoder_dim, config.vocab_size)
+        # Auxiliary CTC head: encoder frames -> token log-probabilities. CTC learns to align
+        # sooner than the transducer, and its gradient reaches the encoder directly.
+        self.ctc_output = nn.Linear(config.encoder_dim, config.vocab_size) if config.use_ctc else None
 
     def forward_encoder(
         self,

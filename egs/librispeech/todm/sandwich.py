@@ -39,6 +39,7 @@ class SandwichConfig:
     am_scale: float = 0.0
     simple_loss_scale: float = 0.5
     warm_step: int = 2000
+    ctc_loss_scale: float = 0.2  # weight of the auxiliary CTC loss (models built with use_ctc)
 
 
 def sample_sandwich(space: SearchSpace, rng: random.Random, num_random: int) -> list[tuple[str, SubnetSpec]]:
@@ -104,6 +105,9 @@ def sandwich_step(
         if out.simple_loss is not None:
             loss = simple_scale * out.simple_loss + pruned_scale * out.pruned_loss
             stats.update(simple_loss=out.simple_loss.item(), pruned_loss=out.pruned_loss.item())
+        if out.ctc_loss is not None:
+            loss = loss + cfg.ctc_loss_scale * out.ctc_loss
+            stats["ctc_loss"] = out.ctc_loss.item()
         if use_kd:
             kd = lattice_kd_loss(out.logits, teacher.logits, teacher.ranges, teacher.boundary,
                                  cfg.alpha_min, cfg.alpha_max, cfg.iw_clip)

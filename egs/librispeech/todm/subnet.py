@@ -196,7 +196,7 @@ def _ssm_head_params(config: "TransducerConfig") -> int:
 
 def count_parameters(config: "TransducerConfig", spec: SubnetSpec) -> int:
     """Parameters of the standalone model ``extract(spec)`` (all of it: encoder, decoder,
-    joiner and the simple projections used by the pruned loss)."""
+    joiner, the simple projections used by the pruned loss and the CTC head if any)."""
     config.search_space.validate(spec)
     c1, c2, c3 = config.subsampling_channels
     d, v, dd, j = config.encoder_dim, config.vocab_size, config.decoder_dim, config.joiner_dim
@@ -212,7 +212,8 @@ def count_parameters(config: "TransducerConfig", spec: SubnetSpec) -> int:
     decoder = v * dd + (dd * 4 * config.context_size if config.context_size > 1 else 0)
     joiner = (d * j + j) + (dd * j + j) + (j * v + v)
     simple = (d * v + v) + (dd * v + v)
-    return embed + encoder + decoder + joiner + simple
+    ctc = d * v + v if config.use_ctc else 0
+    return embed + encoder + decoder + joiner + simple + ctc
 
 
 def count_macs_per_second(config: "TransducerConfig", spec: SubnetSpec) -> int:

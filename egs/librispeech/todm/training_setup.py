@@ -51,6 +51,7 @@ def add_training_arguments(parser: argparse.ArgumentParser, loss_backends: tuple
     g.add_argument("--am-scale", type=float, default=0.0)
     g.add_argument("--simple-loss-scale", type=float, default=0.5)
     g.add_argument("--warm-step", type=int, default=2000, help="batches of simple->pruned loss warm-up")
+    g.add_argument("--ctc-loss-scale", type=float, default=0.2, help="weight of the CTC loss (with --use-ctc true)")
 
     g = parser.add_argument_group("TODM")
     g.add_argument("--subnet", type=str, default="",
@@ -75,7 +76,7 @@ def sandwich_config_from_args(args: argparse.Namespace) -> SandwichConfig:
         num_random_subnets=args.num_random_subnets, kd=args.kd, kd_weight=args.kd_weight,
         student_gt_loss=args.student_gt_loss, alpha_min=args.alpha_min, alpha_max=args.alpha_max,
         iw_clip=args.iw_clip, prune_range=args.prune_range, lm_scale=args.lm_scale, am_scale=args.am_scale,
-        simple_loss_scale=args.simple_loss_scale, warm_step=args.warm_step)
+        simple_loss_scale=args.simple_loss_scale, warm_step=args.warm_step, ctc_loss_scale=args.ctc_loss_scale)
 
 
 def make_optimizer(model: nn.Module, args: argparse.Namespace) -> tuple[torch.optim.Optimizer, Eden]:

@@ -1,7 +1,8 @@
 """The pruned RNN-T loss of one subnet, as in icefall's ``forward_transducer``.
 
 simple (linear joiner) loss -> prune ranges from its occupation gradients -> full joiner on
-``prune_range`` symbols per frame -> pruned loss. For in-place distillation a student can be
+``prune_range`` symbols per frame -> pruned loss; plus the CTC loss of the encoder's auxiliary
+CTC head when the model has one (icefall's ``--use-ctc``). For in-place distillation a student can be
 evaluated on the teacher's ``ranges`` instead of its own, so that teacher and student logits
 describe the same lattice nodes.
 """
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from todm.subnet import SubnetSpec
 
@@ -26,6 +28,7 @@ class TransducerOutput:
     ranges: torch.Tensor  # [B, T, R] symbol positions of those nodes
     boundary: torch.Tensor  # [B, 4] (0, 0, S_b, T_b)
     num_frames: int  # sum of encoder frames (for per-frame logging)
+    ctc_loss: torch.Tensor | None = None  # summed; None without a CTC head or when not asked for
 
 
 def pad_targets(y: list[list[int]], blank_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -101,8 +104,23 @@ def transducer_forward(
             pruned_loss = loss_api.rnnt_loss_pruned(
                 logits=logits.float(), symbols=symbols, ranges=ranges, termination_symbol=blank_id,
                 boundary=boundary, reduction="sum")
+    ctc_loss = None
+    if compute_loss and model.ctc_output is not None:
+        ctc_loss = ctc_forward(model.ctc_output, encoder_out, encoder_out_lens, symbols, y_lens, blank_id)
     return TransducerOutput(simple_loss, pruned_loss, logits, ranges, boundary,
-                            int(encoder_out_lens.sum()))
+                            int(encoder_out_lens.sum()), ctc_loss)
+
+
+def ctc_forward(ctc_output: torch.nn.Module, encoder_out: torch.Tensor, encoder_out_lens: torch.Tensor,
+                symbols: torch.Tensor, y_lens: torch.Tensor, blank_id: int) -> torch.Tensor:
+    """CTC loss (summed over utterances) of the auxiliary head on ``encoder_out`` [B, T, D].
+
+    Utterances whose targets cannot fit their frames (after repeats) add zero, not inf.
+    """
+    with torch.autocast(device_type=encoder_out.device.type, enabled=False):
+        log_probs = ctc_output(encoder_out.float()).log_softmax(dim=-1)
+        return F.ctc_loss(log_probs.transpose(0, 1), symbols, encoder_out_lens, y_lens, blank=blank_id,
+                          reduction="sum", zero_infinity=True)
 
 
 def loss_scales(batch_idx_train: int, warm_step: int, simple_loss_scale: float) -> tuple[float, float]:
