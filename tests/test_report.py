@@ -112,3 +112,39 @@ def test_nothing_yet_gives_dashes_and_stage_notes(tmp_path):
     empty = make_report(tmp_path / "none", tmp_path / "none-report", METHOD)
     assert empty["rows"] == [] and any("stage 4" in n for n in empty["notes"])
     assert (tmp_path / "none-report" / "wer_vs_params.png").is_file()
+
+
+def test_targets_say_by_how_much(tmp_path):
+    from todm.report import Targets
+
+    exp = tmp_path / "exp"
+    _full_experiment(exp)
+    report = make_report(exp, exp / "report", METHOD, targets=Targets(wer_largest=8.0, wer_every=12.0))
+    checks = {t["name"]: t for t in report["targets"]}
+    largest = checks["largest subnet WER on test (%)"]
+    assert largest["value"] == 9.0 and largest["met"] is False  # L4-F16-H2, the largest, 9.00 > 8
+    worst = checks["worst subnet WER on test (%)"]
+    assert worst["value"] == 12.0 and worst["met"] is True
+    assert checks["TODM wall time / baselines' total"]["value"] == 0.8
+    median = checks["median relative WER difference TODM vs baseline (%)"]
+    assert abs(median["value"] - (-100 / 11 + 0.0) / 2) < 1e-9 and median["met"] is True
+    markdown = (exp / "report" / "report.md").read_text()
+    assert "| largest subnet WER on test (%) | 9.00 | <= 8 | **no** | +1.00 |" in markdown
+
+
+def test_readme_block_is_replaced_and_missing_markers_are_named(tmp_path):
+    import pytest
+
+    from todm.report import README_BEGIN, README_END, update_readme
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# Title\n\n## Results\n{README_BEGIN}\nold numbers\n{README_END}\n\n## After\n")
+    update_readme(readme, "# TODM report\n\n| a |\n|---|\n")
+    text = readme.read_text()
+    assert "old numbers" not in text and "### TODM report" in text and "| a |" in text
+    assert text.startswith("# Title") and text.endswith("## After\n")
+    update_readme(readme, "# again\n")  # idempotent: the markers stay
+    assert readme.read_text().count(README_BEGIN) == 1 and "### again" in readme.read_text()
+    (tmp_path / "bare.md").write_text("# no markers\n")
+    with pytest.raises(ValueError, match="bare.md: no"):
+        update_readme(tmp_path / "bare.md", "x")

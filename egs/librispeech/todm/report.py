@@ -13,16 +13,24 @@ note naming the stage that produces it):
 - ``<exp-dir>/supernet/train_cost.json`` and ``<exp-dir>/baseline-*/train_cost.json``: training
   cost of the one TODM job and of every baseline job (``todm.train``).
 
-    python -m todm.report --exp-dir exp [--decoding-method greedy_search]
+    python -m todm.report --exp-dir exp [--decoding-method greedy_search] [--readme README.md]
 
 Writes ``<out-dir>/report.md``, ``report.json`` and ``wer_vs_params.png`` (default out-dir
 ``<exp-dir>/report``). The relative difference is (WER_TODM - WER_baseline) / WER_baseline:
 negative means the subnet cut from the supernet beats the model trained alone.
+
+The report also checks TODM's claims as targets (thresholds are flags) and says by how much
+each is met or missed: the largest subnet's WER and every subnet's WER on the last test set,
+TODM's training wall time over the baselines' total, and the median relative WER difference.
+``--readme`` replaces the text between ``<!-- results:begin -->`` and ``<!-- results:end -->``
+of a README with the report, so published numbers are generated, not typed.
 """
 
 import argparse
 import json
 import logging
+import statistics
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +43,17 @@ from todm.utils import atomic_write, console_logging, save_json  # noqa: E402
 
 ONNX_PYTORCH_TOLERANCE = 0.5  # absolute WER points allowed between sherpa-onnx fp32 and PyTorch
 MISSING = "-"
+README_BEGIN, README_END = "<!-- results:begin -->", "<!-- results:end -->"
+
+
+@dataclass(frozen=True)
+class Targets:
+    """Thresholds of the TODM claims checked by the report (<= each)."""
+
+    wer_largest: float = 10.0  # WER % of the largest subnet, last test set
+    wer_every: float = 20.0  # WER % of every subnet, last test set
+    cost_ratio: float = 0.5  # TODM wall time / sum of the baselines' wall times
+    median_relative_difference: float = 0.0  # median over subnets and sets, %
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -148,8 +167,25 @@ def _hours(seconds: float | None) -> str:
     return MISSING if seconds is None else f"{seconds / 3600:.2f} h ({seconds:.0f} s)"
 
 
+def check_targets(rows: list[dict], sets: list[str], cost: dict, targets: Targets) -> list[dict[str, Any]]:
+    """One entry per claim: name, measured value, threshold, met (None when not measurable)."""
+    test_set = sets[-1] if sets else None
+    wers = [r["wer"][test_set] for r in rows if test_set and r["wer"][test_set] is not None]
+    diffs = [d for r in rows for d in r["relative_difference"].values() if d is not None]
+    largest = wers[-1] if wers and rows[-1]["wer"][test_set] is not None else None
+    measured = [
+        (f"largest subnet WER on {test_set} (%)", largest, targets.wer_largest),
+        (f"worst subnet WER on {test_set} (%)", max(wers) if wers else None, targets.wer_every),
+        ("TODM wall time / baselines' total", cost["todm_over_baselines_wall"], targets.cost_ratio),
+        ("median relative WER difference TODM vs baseline (%)", statistics.median(diffs) if diffs else None,
+         targets.median_relative_difference),
+    ]
+    return [{"name": name, "value": value, "threshold": threshold,
+             "met": None if value is None else value <= threshold} for name, value, threshold in measured]
+
+
 def render_markdown(rows: list[dict], sets: list[str], onnx_sets: list[str], cost: dict, method: str,
-                    notes: list[str]) -> str:
+                    notes: list[str], targets: list[dict[str, Any]] | None = None) -> str:
     header = ["spec", "params", "MACs/s"]
     for s in sets:
         header += [f"WER {s} TODM", f"WER {s} baseline", f"rel. diff {s}"]
@@ -180,9 +216,26 @@ def render_markdown(rows: list[dict], sets: list[str], onnx_sets: list[str], cos
                  f"{_hours(total and total['process_seconds'])} | {_hours(total and total['device_seconds'])} |")
     if cost["todm_over_baselines_wall"] is not None:
         lines += ["", f"TODM wall time = {cost['todm_over_baselines_wall']:.2f} x the baselines' total."]
+    if targets:
+        lines += ["", "## Targets", "", "| claim | measured | target | met | by |", "|---|---|---|---|---|"]
+        for t in targets:
+            met = MISSING if t["met"] is None else "yes" if t["met"] else "**no**"
+            by = MISSING if t["value"] is None else f"{t['value'] - t['threshold']:+.2f}"
+            lines.append(f"| {t['name']} | {_fmt(t['value'])} | <= {t['threshold']:g} | {met} | {by} |")
     if notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"
+
+
+def update_readme(readme: Path, markdown: str) -> None:
+    """Put ``markdown`` (headings demoted by two levels) between the README's results markers."""
+    text = readme.read_text()
+    begin, end = text.find(README_BEGIN), text.find(README_END)
+    if begin < 0 or end < begin:
+        raise ValueError(f"{readme}: no '{README_BEGIN}' ... '{README_END}' block to fill")
+    body = "\n".join("##" + line if line.startswith("#") else line for line in markdown.splitlines())
+    new = text[: begin + len(README_BEGIN)] + "\n" + body + "\n" + text[end:]
+    atomic_write(readme, lambda tmp: tmp.write_text(new))
 
 
 def collect_notes(rows: list[dict], sets: list[str], onnx_sets: list[str], cost: dict, paths: dict[str, Path]) -> list[str]:
@@ -243,7 +296,7 @@ def plot_wer_vs_params(rows: list[dict], sets: list[str], path: Path) -> None:
 
 
 def make_report(exp_dir: Path, out_dir: Path, method: str = "greedy_search", supernet_dir: Path | None = None,
-                deploy_dir: Path | None = None, suffix: str = "") -> dict[str, Any]:
+                deploy_dir: Path | None = None, suffix: str = "", targets: Targets = Targets()) -> dict[str, Any]:
     """Read every stage's outputs, write report.md/json and the plot; returns the report dict."""
     supernet_dir = supernet_dir or exp_dir / "supernet"
     deploy_dir = deploy_dir or exp_dir / "deploy"
@@ -254,11 +307,13 @@ def make_report(exp_dir: Path, out_dir: Path, method: str = "greedy_search", sup
     cost = training_cost(exp_dir, supernet_dir)
     notes = collect_notes(rows, sets, onnx_sets, cost, {"exp": exp_dir, "supernet": supernet_dir,
                                                          "deploy": deploy_dir})
+    checks = check_targets(rows, sets, cost, targets)
     report = {"decoding_method": method, "sets": sets, "onnx_sets": onnx_sets, "rows": rows,
-              "training_cost": cost, "notes": notes}
+              "training_cost": cost, "targets": checks, "notes": notes}
     out_dir.mkdir(parents=True, exist_ok=True)
-    markdown = render_markdown(rows, sets, onnx_sets, cost, method, notes)
+    markdown = render_markdown(rows, sets, onnx_sets, cost, method, notes, checks)
     atomic_write(out_dir / "report.md", lambda tmp: tmp.write_text(markdown))
+    report["markdown"] = markdown
     save_json(report, out_dir / "report.json")
     plot_wer_vs_params(rows, sets, out_dir / "wer_vs_params.png")
     return report
@@ -273,6 +328,13 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--decoding-method", type=str, default="greedy_search", help="whose results to tabulate")
     parser.add_argument("--suffix", type=str, default="",
                         help="pick results files whose name contains this (e.g. epoch-12_avg-4); default newest")
+    parser.add_argument("--readme", type=Path, default=None,
+                        help=f"also write the report into this file between {README_BEGIN} and {README_END}")
+    d = Targets()
+    parser.add_argument("--target-wer-largest", type=float, default=d.wer_largest)
+    parser.add_argument("--target-wer-every", type=float, default=d.wer_every)
+    parser.add_argument("--target-cost-ratio", type=float, default=d.cost_ratio)
+    parser.add_argument("--target-median-relative-difference", type=float, default=d.median_relative_difference)
     return parser
 
 
@@ -280,9 +342,18 @@ def main() -> None:
     args = get_parser().parse_args()
     console_logging()
     out_dir = args.out_dir or args.exp_dir / "report"
-    report = make_report(args.exp_dir, out_dir, args.decoding_method, args.supernet_dir, args.deploy_dir, args.suffix)
+    targets = Targets(args.target_wer_largest, args.target_wer_every, args.target_cost_ratio,
+                      args.target_median_relative_difference)
+    report = make_report(args.exp_dir, out_dir, args.decoding_method, args.supernet_dir, args.deploy_dir, args.suffix,
+                         targets)
     for note in report["notes"]:
         logging.warning(note)
+    for t in report["targets"]:
+        if t["met"] is False:
+            logging.warning(f"target missed: {t['name']} = {t['value']:.2f} > {t['threshold']:g}")
+    if args.readme is not None:
+        update_readme(args.readme, report["markdown"])
+        print(f"Updated the results block of {args.readme}")
     print(f"Report: {out_dir / 'report.md'} (table), {out_dir / 'wer_vs_params.png'} (plot), "
           f"{out_dir / 'report.json'}")
 
