@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""Training throughput of one TODM step: largest subnet alone vs the sandwich rule.
+
+One optimizer step (forward + backward of every sampled subnet + ScaledAdam) on a synthetic
+batch of ``--batch-size`` utterances of ``--duration`` seconds (random fbank, random tokens at
+``--tokens-per-second``), timed as the median of ``--repeats`` steps after ``--warmup`` steps.
+The reference, measured in the same run, is a step of the largest subnet alone (what training
+one model costs); each sandwich variant (``--num-random`` random subnets between the largest
+and the smallest, with in-place KD) is printed as seconds of audio per second and as its cost
+ratio to that reference. The same sequence of sampled subnets is used for every repeat.
+
+    python bench/bench_train_step.py --batch-size 20 --duration 5 --num-random 0,1,2,3
+"""
+
+import argparse
+import random
+import statistics
+import time
+
+import torch
+
+from todm.adaptive_dropout import DropoutRule
+from todm.loss_backend import LOSS_BACKENDS, get_loss_backend
+from todm.model import add_model_arguments, build_model, config_from_args
+from todm.sandwich import SandwichConfig, sample_sandwich, sandwich_step
+from todm.subnet import SearchSpace, count_parameters
+from todm.training_setup import make_optimizer
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--vocab-size", type=int, default=256, help="BPE vocabulary size incl. <blk>")
+    parser.add_argument("--batch-size", type=int, default=20, help="utterances per batch")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds of audio per utterance")
+    parser.add_argument("--tokens-per-second", type=float, default=4.0, help="target tokens per second of audio")
+    parser.add_argument("--num-random", type=str, default="0,2",
+                        help="comma-separated numbers of random subnets per sandwich step to measure")
+    parser.add_argument("--repeats", type=int, default=5, help="timed steps per variant (median reported)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed steps per variant first")
+    parser.add_argument("--num-threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--loss-backend", choices=LOSS_BACKENDS, default="auto")
+    parser.add_argument("--seed", type=int, default=0)
+    add_model_arguments(parser)
+    return parser
+
+
+def synthetic_batch(args: argparse.Namespace, feature_dim: int, device: torch.device):
+    frames = int(args.duration * 100)
+    num_tokens = max(1, int(args.duration * args.tokens_per_second))
+    x = torch.randn(args.batch_size, frames, feature_dim, device=device)
+    x_lens = torch.full((args.batch_size,), frames, dtype=torch.int64, device=device)
+    y = [[random.randrange(1, args.vocab_size) for _ in range(num_tokens)] for _ in range(args.batch_size)]
+    return x, x_lens, y
+
+
+def median_step_seconds(model, optimizer, loss_api, batch, space: SearchSpace, cfg: SandwichConfig,
+                        num_params, args: argparse.Namespace, device: torch.device) -> float:
+    """Median wall seconds of a full training step (the same sampled subnets every time)."""
+    subnets = sample_sandwich(space, random.Random(args.seed), cfg.num_random_subnets)
+    dropout_rule = DropoutRule()
+    times = []
+    for i in range(args.warmup + args.repeats):
+        start = time.perf_counter()
+        result = sandwich_step(model, loss_api, batch, subnets, cfg, dropout_rule, num_params,
+                               batch_idx_train=10_000)
+        if not result.finite:
+            raise RuntimeError(f"non-finite loss in {result.bad_subnet}")
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if i >= args.warmup:
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    args = get_parser().parse_args()
+    try:
+        num_random = [int(k) for k in args.num_random.split(",")]
+    except ValueError:
+        raise SystemExit(f"--num-random: expected comma-separated integers, got {args.num_random!r}") from None
+    if args.duration < 0.5 or args.batch_size < 1 or args.repeats < 1 or min(num_random) < 0:
+        raise SystemExit("need --duration >= 0.5, --batch-size >= 1, --repeats >= 1, --num-random >= 0")
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.set_num_threads(args.num_threads)
+    torch.manual_seed(args.seed)
+    random.seed(args.seed)
+    config = config_from_args(args, vocab_size=args.vocab_size)
+    space = config.search_space
+    num_params = {spec: count_parameters(config, spec) for spec in space.enumerate()}
+    loss_api = get_loss_backend(args.loss_backend)
+    batch = synthetic_batch(args, config.feature_dim, device)
+    optimizer_args = argparse.Namespace(optimizer="scaled_adam", base_lr=None, lr_batches=7500, lr_epochs=3.5,
+                                        warmup_batches=0)
+    audio = args.batch_size * args.duration
+
+    print(f"search space {space}; batch {args.batch_size} x {args.duration:g} s = {audio:g} s of audio; "
+          f"device {device}, {args.num_threads} thread(s); median of {args.repeats} steps; torch {torch.__version__}")
+    header = "| step | subnets per step | seconds | audio s / s | cost vs largest alone |"
+    print(header)
+    print("|" + "---|" * (header.count("|") - 1))
+    variants = [("largest alone", SearchSpace.single(space.largest()), SandwichConfig())]
+    variants += [(f"sandwich, {k} random", space, SandwichConfig(num_random_subnets=k)) for k in num_random]
+    reference = None
+    for name, variant_space, cfg in variants:
+        torch.manual_seed(args.seed)  # every variant starts from the same weights
+        model = build_model(config).to(device).train()
+        optimizer, _ = make_optimizer(model, optimizer_args)
+        seconds = median_step_seconds(model, optimizer, loss_api, batch, variant_space, cfg, num_params, args, device)
+        reference = reference or seconds
+        per_step = len(sample_sandwich(variant_space, random.Random(0), cfg.num_random_subnets))
+        print(f"| {name} | {per_step} | {seconds:.3f} | {audio / seconds:.1f} | {seconds / reference:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
