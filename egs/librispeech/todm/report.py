@@ -172,7 +172,7 @@ def check_targets(rows: list[dict], sets: list[str], cost: dict, targets: Target
     test_set = sets[-1] if sets else None
     wers = [r["wer"][test_set] for r in rows if test_set and r["wer"][test_set] is not None]
     diffs = [d for r in rows for d in r["relative_difference"].values() if d is not None]
-    largest = wers[-1] if wers and rows[-1]["wer"][test_set] is not None else None
+    largest = rows[-1]["wer"][test_set] if rows and test_set else None  # rows are sorted by size
     measured = [
         (f"largest subnet WER on {test_set} (%)", largest, targets.wer_largest),
         (f"worst subnet WER on {test_set} (%)", max(wers) if wers else None, targets.wer_every),
@@ -313,7 +313,6 @@ def make_report(exp_dir: Path, out_dir: Path, method: str = "greedy_search", sup
     out_dir.mkdir(parents=True, exist_ok=True)
     markdown = render_markdown(rows, sets, onnx_sets, cost, method, notes, checks)
     atomic_write(out_dir / "report.md", lambda tmp: tmp.write_text(markdown))
-    report["markdown"] = markdown
     save_json(report, out_dir / "report.json")
     plot_wer_vs_params(rows, sets, out_dir / "wer_vs_params.png")
     return report
@@ -352,7 +351,7 @@ def main() -> None:
         if t["met"] is False:
             logging.warning(f"target missed: {t['name']} = {t['value']:.2f} > {t['threshold']:g}")
     if args.readme is not None:
-        update_readme(args.readme, report["markdown"])
+        update_readme(args.readme, (out_dir / "report.md").read_text())
         print(f"Updated the results block of {args.readme}")
     print(f"Report: {out_dir / 'report.md'} (table), {out_dir / 'wer_vs_params.png'} (plot), "
           f"{out_dir / 'report.json'}")
