@@ -111,3 +111,20 @@ def test_ctc_loss_matches_torch_and_ignores_impossible_targets():
     # the second utterance needs 2 frames for "3 4" and has 2: possible; shorten it to 1 frame: impossible
     got = ctc_forward(head, encoder_out, torch.tensor([5, 1]), symbols, y_lens, blank_id=0)
     assert torch.isfinite(got) and got.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_shared_front_end_gives_the_gradients_of_separate_subnets():
+    # The sandwich runs the conv front end once; its gradients must equal running it per subnet.
+    from todm.transducer_loss import transducer_forward
+
+    cfg = SandwichConfig(num_random_subnets=1, kd=False)
+    res, grads, subnets = _step(cfg, DropoutRule(0.0))
+    model, _, (x, x_lens, y) = _setup()
+    for _, spec in subnets:
+        out = transducer_forward(model, API, x, x_lens, y, spec, dropout=0.0)
+        (cfg.simple_loss_scale * out.simple_loss + out.pruned_loss).backward()
+    assert res.seconds["front_end"] > 0
+    assert set(grads) == {n for n, p in model.named_parameters() if p.grad is not None}
+    for name, p in model.named_parameters():
+        if p.grad is not None:
+            torch.testing.assert_close(grads[name], p.grad, rtol=1e-4, atol=1e-6, msg=name)

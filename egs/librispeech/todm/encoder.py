@@ -23,6 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from todm.dropout import dropout as apply_dropout
 from todm.mh_ssm import MultiHeadSSM
 
 
@@ -46,7 +47,7 @@ class FeedForward(nn.Module):
         if not 1 <= h <= self.hidden_dim:
             raise ValueError(f"ffn_dim must be in 1..{self.hidden_dim}, got {h}")
         x = F.silu(F.linear(x, self.in_proj.weight[:h], self.in_proj.bias[:h]))
-        x = F.dropout(x, p=dropout, training=self.training)
+        x = apply_dropout(x, dropout, self.training)
         return F.linear(x, self.out_proj.weight[:, :h], self.out_proj.bias)
 
 
@@ -81,7 +82,7 @@ class StateformerBlock(nn.Module):
         fft: bool = True,
     ) -> torch.Tensor:
         def residual(y: torch.Tensor) -> torch.Tensor:
-            return F.dropout(y, p=dropout, training=self.training)
+            return apply_dropout(y, dropout, self.training)
 
         x = x + 0.5 * residual(self.ffn1(self.norm_ffn1(x), ffn_dim, dropout))
         x = x + residual(self.ssm(self.norm_ssm(x), pad_mask, num_heads, dropout, fft))

@@ -47,6 +47,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from todm.dropout import dropout as apply_dropout
+
 
 # Parameters that are log time steps, decay rates and frequencies rather than weights. As in
 # S4, the optimizer must not treat them like weight matrices: ScaledAdam's RMS-relative steps
@@ -202,5 +204,5 @@ class MultiHeadSSM(nn.Module):
         y = y + self.skip[:h].reshape(width, 1).to(u.dtype) * u
         y = F.gelu(y).transpose(1, 2)  # [B, T, W]
         gate = torch.sigmoid(F.linear(y, self.gate_proj.weight[:width, :width], self.gate_proj.bias[:width]))
-        y = F.dropout(y * gate, p=dropout, training=self.training)
+        y = apply_dropout(y * gate, dropout, self.training)
         return F.linear(y, self.out_proj.weight[:, :width], self.out_proj.bias)

@@ -208,6 +208,7 @@ class Transducer(nn.Module):
         spec: SubnetSpec | None = None,
         dropout: float | None = None,
         fft: bool | None = None,
+        embedded: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """x: [B, T, feature_dim] fbank, x_lens: [B] -> ([B, T', encoder_dim], [B]), T' = ((T-7)//2+1)//2.
 
@@ -215,6 +216,8 @@ class Transducer(nn.Module):
         dropout: encoder dropout rate for this call (None = config.dropout); train mode only.
         fft: SSM convolution by FFT (True) or by the ONNX-exportable direct form (False);
           None = FFT, except while tracing/exporting to ONNX.
+        embedded: ``self.encoder_embed(x, x_lens)`` computed by the caller (the front end is
+          not elastic, so the sandwich runs it once per batch for all its subnets).
         """
         spec = self.config.search_space.largest() if spec is None else spec
         self.config.search_space.validate(spec)
@@ -223,7 +226,7 @@ class Transducer(nn.Module):
             raise ValueError(f"dropout must be in [0, 1), got {p}")
         if fft is None:
             fft = not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export())
-        x, x_lens = self.encoder_embed(x, x_lens)
+        x, x_lens = self.encoder_embed(x, x_lens) if embedded is None else embedded
         x = self.encoder(x, x_lens, spec.num_layers, spec.ffn_dim, spec.num_heads, p, fft)
         return x, x_lens
 

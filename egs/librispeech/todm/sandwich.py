@@ -5,7 +5,9 @@
     smallest subnet  [ground-truth loss] + KD to the teacher, dropout p(smallest)
 
 Each subnet's loss is back-propagated at once (gradients accumulate, graphs are freed); the
-caller then takes one optimizer step. Students are evaluated on the teacher's prune ranges, so
+caller then takes one optimizer step. The conv front end is shared by all subnets (it is not
+elastic and has no dropout): it runs once per batch, each subnet's backward stops at its
+output, and the summed gradient goes through it once at the end. Students are evaluated on the teacher's prune ranges, so
 that teacher and student logits refer to the same lattice nodes (the KD target) and the
 student's own pruned loss lives on the teacher's lattice (our choice; TODM's is not public).
 With a search space of a single spec this is plain training of that architecture: the
@@ -55,7 +57,8 @@ def sample_sandwich(space: SearchSpace, rng: random.Random, num_random: int) -> 
 class StepResult:
     finite: bool
     num_frames: int = 0
-    # per subnet kind: summed losses and seconds spent (forward + backward)
+    # per subnet kind: summed losses and seconds spent (forward + backward); "front_end" in
+    # seconds is the shared conv front end
     losses: dict[str, dict[str, float]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     dropout: dict[str, float] = field(default_factory=dict)
@@ -84,19 +87,26 @@ def sandwich_step(
     max_params = num_params[subnets[0][1]]
     teacher: TransducerOutput | None = None
     result = StepResult(finite=True)
+    autocast = dict(device_type=x.device.type, dtype=autocast_dtype or torch.float32,
+                    enabled=autocast_dtype is not None)
+    start = time.perf_counter()
+    with torch.autocast(**autocast):
+        embedded, embedded_lens = model.encoder_embed(x, x_lens)
+    shared = embedded.detach().requires_grad_()
+    front_end_seconds = time.perf_counter() - start
     for kind, spec in subnets:
         start = time.perf_counter()
         is_teacher = kind == "largest"
         p = dropout_rule.rate(num_params[spec], max_params)
         use_kd = cfg.kd and teacher is not None
         try:
-            with torch.autocast(x.device.type, dtype=autocast_dtype or torch.float32,
-                                enabled=autocast_dtype is not None):
+            with torch.autocast(**autocast):
                 out = transducer_forward(
                     model, loss_api, x, x_lens, y, spec, dropout=p,
                     ranges=teacher.ranges if use_kd else None,
                     compute_loss=is_teacher or cfg.student_gt_loss or not cfg.kd,
-                    prune_range=cfg.prune_range, am_scale=cfg.am_scale, lm_scale=cfg.lm_scale)
+                    prune_range=cfg.prune_range, am_scale=cfg.am_scale, lm_scale=cfg.lm_scale,
+                    embedded=(shared, embedded_lens))
         except NonFiniteError:
             result.finite, result.bad_subnet = False, f"{kind} {spec}"
             return result
@@ -128,4 +138,8 @@ def sandwich_step(
             result.losses[kind][name] += value
         result.seconds[kind] = result.seconds.get(kind, 0.0) + time.perf_counter() - start
         result.dropout[kind] = p
+    start = time.perf_counter()
+    if shared.grad is not None:
+        embedded.backward(shared.grad)
+    result.seconds["front_end"] = front_end_seconds + time.perf_counter() - start
     return result

@@ -54,6 +54,7 @@ def transducer_forward(
     prune_range: int = 5,
     am_scale: float = 0.0,
     lm_scale: float = 0.25,
+    embedded: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> TransducerOutput:
     """Run subnet ``spec`` of ``model`` on a batch and compute its pruned RNN-T loss.
 
@@ -66,9 +67,11 @@ def transducer_forward(
       dropout: this subnet's dropout rate (adaptive dropout), None for the model default.
       ranges: evaluate on these prune ranges (a teacher's) instead of computing our own.
       compute_loss: False skips both losses (a KD-only student needs only the logits).
+      embedded: the conv front end's output for ``x`` if already computed (shared by subnets).
     """
     blank_id = model.decoder.blank_id
-    encoder_out, encoder_out_lens = model.forward_encoder(x, x_lens, spec=spec, dropout=dropout)
+    encoder_out, encoder_out_lens = model.forward_encoder(x, x_lens, spec=spec, dropout=dropout,
+                                                            embedded=embedded)
     symbols, y_lens = pad_targets(y, blank_id, x.device)
     sos_y = torch.cat([torch.full_like(symbols[:, :1], blank_id), symbols], dim=1)
     decoder_out = model.decoder(sos_y)
