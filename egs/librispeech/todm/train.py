@@ -37,7 +37,7 @@ from todm.adaptive_dropout import DropoutRule
 from todm.subnet import SubnetSpec
 from todm.training_setup import add_training_arguments, make_optimizer, sandwich_config_from_args, training_cost
 from todm.transducer_loss import transducer_forward
-from todm.utils import fix_random_seed, save_json, setup_logger
+from todm.utils import WriteError, fix_random_seed, save_json, setup_logger
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -131,8 +131,13 @@ def main() -> None:
                 "subnet_rng": subnet_rng.getstate(), "world_size": info.world_size}
 
     def save(path: Path) -> None:
-        if info.is_main:
+        if not info.is_main:
+            return
+        try:
             save_checkpoint(path, model, params_for_save(), model_avg, optimizer, scheduler, None, scaler)
+        except WriteError as e:
+            raise SystemExit(f"todm.train: {e}. Make room (or fix the permissions of {exp_dir}) and rerun: "
+                             f"--auto-resume continues from the newest checkpoint there.") from e
 
     start_time, start_cpu = time.time(), time.process_time()
     for epoch in range(state["cur_epoch"] + 1, args.num_epochs + 1):

@@ -54,6 +54,10 @@ def fix_random_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+class WriteError(OSError):
+    """An output could not be written (full disk, no permission); the message names the file."""
+
+
 def atomic_write(path: Path | str, write: Callable[[Path], None]) -> None:
     """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it over ``path``.
 
@@ -61,18 +65,35 @@ def atomic_write(path: Path | str, write: Callable[[Path], None]) -> None:
     half-written file that a later stage would mistake for a finished one.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp: Path | None = None
     try:
-        write(Path(tmp))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        tmp = Path(name)
+        write(tmp)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the mode a plain open() would
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    except BaseException as e:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        cause = _os_error_in_chain(e)
+        if cause is None:
+            raise
+        kept = "the previous file is unchanged" if path.exists() else "nothing was written"
+        raise WriteError(f"could not write {path}: {cause.strerror or cause} ({kept})") from e
+
+
+def _os_error_in_chain(e: BaseException | None) -> OSError | None:
+    """The OSError behind ``e``: torch.save wraps a full disk's ENOSPC in a RuntimeError."""
+    seen = 0
+    while e is not None and seen < 10:
+        if isinstance(e, OSError):
+            return e
+        e, seen = e.__cause__ or e.__context__, seen + 1
+    return None
 
 
 def save_json(obj: Any, path: Path | str) -> None:
@@ -80,7 +101,11 @@ def save_json(obj: Any, path: Path | str) -> None:
 
 
 def torch_save(obj: Any, path: Path | str) -> None:
-    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a Python file, so that a failed write surfaces as an OSError
+            torch.save(obj, f)
+
+    atomic_write(path, write)
 
 
 def read_tokens(tokens_file: Path | str) -> dict[str, int]:
