@@ -7,7 +7,10 @@ batch of ``--batch-size`` utterances of ``--duration`` seconds (random fbank, ra
 The reference, measured in the same run, is a step of the largest subnet alone (what training
 one model costs); each sandwich variant (``--num-random`` random subnets between the largest
 and the smallest, with in-place KD) is printed as seconds of audio per second and as its cost
-ratio to that reference. The same sequence of sampled subnets is used for every repeat.
+ratio to that reference. The same sequence of sampled subnets is used for every repeat. With
+``--baselines true`` (default) each deployable subnet is also timed alone (the individually
+trained baselines of stage 5), and TODM's step is compared with their sum: the "train once"
+cost ratio that the report measures on whole runs.
 
     python bench/bench_train_step.py --batch-size 20 --duration 5 --num-random 0,1,2,3
 """
@@ -25,6 +28,7 @@ from todm.model import add_model_arguments, build_model, config_from_args
 from todm.sandwich import SandwichConfig, sample_sandwich, sandwich_step
 from todm.subnet import SearchSpace, count_parameters
 from todm.training_setup import make_optimizer
+from todm.utils import str2bool
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -35,6 +39,9 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tokens-per-second", type=float, default=4.0, help="target tokens per second of audio")
     parser.add_argument("--num-random", type=str, default="0,2",
                         help="comma-separated numbers of random subnets per sandwich step to measure")
+    parser.add_argument("--baselines", type=str2bool, default=True,
+                        help="also time each deployable subnet trained alone, and TODM's cost against their sum")
+    parser.add_argument("--num-deployable", type=int, default=5, help="deployable subnets (as todm.list_subnets)")
     parser.add_argument("--repeats", type=int, default=5, help="timed steps per variant (median reported)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps per variant first")
     parser.add_argument("--num-threads", type=int, default=1, help="torch CPU threads")
@@ -102,16 +109,28 @@ def main() -> None:
     print("|" + "---|" * (header.count("|") - 1))
     variants = [("largest alone", SearchSpace.single(space.largest()), SandwichConfig())]
     variants += [(f"sandwich, {k} random", space, SandwichConfig(num_random_subnets=k)) for k in num_random]
-    reference = None
+    deployable = space.deployable(args.num_deployable) if args.baselines else []
+    variants += [(f"baseline {spec}", SearchSpace.single(spec), SandwichConfig()) for spec in deployable]
+    seconds = {}
     for name, variant_space, cfg in variants:
         torch.manual_seed(args.seed)  # every variant starts from the same weights
-        model = build_model(config).to(device).train()
+        model = build_model(config)
+        if len(variant_space.enumerate()) == 1:  # one architecture alone, as todm.train --subnet trains it
+            model = model.extract(variant_space.largest())
+        model = model.to(device).train()
         optimizer, _ = make_optimizer(model, optimizer_args)
-        seconds = median_step_seconds(model, optimizer, loss_api, batch, variant_space, cfg, num_params, args, device)
-        reference = reference or seconds
+        seconds[name] = median_step_seconds(model, optimizer, loss_api, batch, variant_space, cfg, num_params,
+                                            args, device)
         per_step = len(sample_sandwich(variant_space, random.Random(0), cfg.num_random_subnets))
-        print(f"| {name} | {per_step} | {seconds:.3f} | {audio / seconds:.1f} | {seconds / reference:.2f}x |")
-
+        ratio = seconds[name] / seconds["largest alone"]
+        print(f"| {name} | {per_step} | {seconds[name]:.3f} | {audio / seconds[name]:.1f} | {ratio:.2f}x |")
+    if deployable:
+        total = sum(seconds[f"baseline {spec}"] for spec in deployable)
+        print(f"\nsum of the {len(deployable)} baselines (one model per deployable subnet, same steps): "
+              f"{total:.3f} s per step = {total / seconds['largest alone']:.2f}x the largest alone")
+        for k in num_random:
+            name = f"sandwich, {k} random"
+            print(f"TODM ({name}) / baselines' sum = {seconds[name] / total:.2f}")
 
 if __name__ == "__main__":
     main()
