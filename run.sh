@@ -71,7 +71,7 @@ case "$corpus" in
   builtin)
     : "${train_parts:=train}" "${dev_parts:=dev}" "${test_parts:=dev test}" "${vocab_size:=256}"
     # The CPU schedule: ~770 steps in all, 2 epochs of the speed-perturbed set (3 x 1.3 h), what
-    # fits the 30-minute run with the five baselines (3 epochs take ~36 min on 2 cores).
+    # fits the 30-minute run with the five baselines (3 epochs: an estimated ~36 min on 2 cores).
     # Small batches (40 s: more steps per hour of audio) and an auxiliary CTC loss get the
     # transducer out of its early plateau (blank/LM-only outputs) within this budget. At ~1000
     # steps the model under-fits, so SpecAugment is off (the largest subnet trained alone for ~1100
