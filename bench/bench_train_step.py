@@ -115,7 +115,7 @@ def main() -> None:
     for name, variant_space, cfg in variants:
         torch.manual_seed(args.seed)  # every variant starts from the same weights
         model = build_model(config)
-        if len(variant_space.enumerate()) == 1:  # one architecture alone, as todm.train --subnet trains it
+        if variant_space.largest() == variant_space.smallest():  # one architecture, as todm.train --subnet
             model = model.extract(variant_space.largest())
         model = model.to(device).train()
         optimizer, _ = make_optimizer(model, optimizer_args)
@@ -131,6 +131,7 @@ def main() -> None:
         for k in num_random:
             name = f"sandwich, {k} random"
             print(f"TODM ({name}) / baselines' sum = {seconds[name] / total:.2f}")
+
 
 if __name__ == "__main__":
     main()

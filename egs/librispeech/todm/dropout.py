@@ -19,9 +19,7 @@ _LEVELS = 1 << _BITS
 
 def keep_mask(shape: torch.Size, p: float) -> torch.Tensor:
     """Bool tensor of ``shape``, each element True with probability ``1 - round(p * 2**15) / 2**15``."""
-    numel = 1
-    for n in shape:
-        numel *= n
+    numel = torch.Size(shape).numel()
     draws = torch.empty((numel + 3) // 4, dtype=torch.int64).random_()  # uniform in [0, 2**63)
     chunks = draws.view(torch.int16)[:numel] & (_LEVELS - 1)  # four uniform 15-bit numbers per draw
     return (chunks >= round(p * _LEVELS)).view(shape)

@@ -7,9 +7,10 @@
 Each subnet's loss is back-propagated at once (gradients accumulate, graphs are freed); the
 caller then takes one optimizer step. The conv front end is shared by all subnets (it is not
 elastic and has no dropout): it runs once per batch, each subnet's backward stops at its
-output, and the summed gradient goes through it once at the end. Students are evaluated on the teacher's prune ranges, so
-that teacher and student logits refer to the same lattice nodes (the KD target) and the
-student's own pruned loss lives on the teacher's lattice (our choice; TODM's is not public).
+output, and the summed gradient goes through it once at the end. Students are evaluated on
+the teacher's prune ranges, so that teacher and student logits refer to the same lattice nodes
+(the KD target) and the student's own pruned loss lives on the teacher's lattice (our choice;
+TODM's is not public).
 With a search space of a single spec this is plain training of that architecture: the
 individually trained baseline.
 """

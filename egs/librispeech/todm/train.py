@@ -123,9 +123,9 @@ def main() -> None:
     train_cuts = train_cuts.filter(cut_filter)
     valid_dl = data.eval_dataloader(data.cuts(args.valid_part).filter(CutFilter(sp, 0.0, 1e9)))
     tb = SummaryWriter(log_dir=str(exp_dir / "tensorboard")) if info.is_main and args.tensorboard else None
-    valid_specs = {"largest": space.largest(), "smallest": space.smallest()}
-    if space.largest() == space.smallest():  # a baseline: one architecture, validated once
-        del valid_specs["smallest"]
+    valid_specs = {"largest": space.largest()}
+    if space.smallest() != space.largest():  # a baseline has one architecture: validated once
+        valid_specs["smallest"] = space.smallest()
 
     def params_for_save() -> dict[str, Any]:
         flags = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
