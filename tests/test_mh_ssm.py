@@ -1,12 +1,14 @@
-"""MH-SSM layer: kernel vs a complex-arithmetic reference, both convolution paths vs an explicit
-double sum, masking, causality, head slicing, time-scale bands, dropout."""
+"""MH-SSM layer: kernel vs a complex-arithmetic reference, the FFT convolution vs an explicit
+double sum, FFT vs scan path (tests/test_ssm_scan.py tests the scan itself), masking,
+causality, head slicing, time-scale bands, dropout."""
 
 import math
 
 import pytest
 import torch
 
-from todm.mh_ssm import MultiHeadSSM, direct_conv, fft_conv, s4d_kernel
+from todm.mh_ssm import MultiHeadSSM, fft_conv, s4d_modes
+from todm.ssm_scan import kernel
 
 
 def test_kernel_matches_complex_reference():
@@ -22,7 +24,7 @@ def test_kernel_matches_complex_reference():
     coef = torch.complex(c[..., 0].double(), c[..., 1].double()) * (dta.exp() - 1) / a
     l = torch.arange(length, dtype=torch.float64)
     reference = 2 * (coef[..., None] * (dta[..., None] * l).exp()).sum(1).real
-    got = s4d_kernel(log_dt, log_a_real, a_imag, c, length)
+    got = kernel(s4d_modes(log_dt, log_a_real, a_imag, c), length)
     torch.testing.assert_close(got.double(), reference, rtol=1e-4, atol=1e-5)
 
 
@@ -40,14 +42,13 @@ def _naive_conv(u, k_fwd, k_bwd):
 
 @pytest.mark.parametrize("bidirectional", [True, False])
 @pytest.mark.parametrize("length", [1, 2, 9])
-def test_fft_and_direct_conv_match_explicit_sum(bidirectional, length):
+def test_fft_conv_matches_explicit_sum(bidirectional, length):
     torch.manual_seed(length)
     u = torch.randn(2, 3, length)
     k_fwd = torch.randn(3, length)
     k_bwd = torch.randn(3, length) if bidirectional else None
     reference = _naive_conv(u, k_fwd, k_bwd)
     torch.testing.assert_close(fft_conv(u, k_fwd, k_bwd).double(), reference, rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(direct_conv(u, k_fwd, k_bwd).double(), reference, rtol=1e-4, atol=1e-5)
 
 
 def _layer(causal=False, heads=3, seed=0):
@@ -56,7 +57,7 @@ def _layer(causal=False, heads=3, seed=0):
 
 
 @pytest.mark.parametrize("causal", [False, True])
-def test_fft_path_equals_direct_path(causal):
+def test_fft_path_equals_scan_path(causal):
     layer = _layer(causal)
     x = torch.randn(2, 40, 12)
     mask = torch.zeros(2, 40, dtype=torch.bool)

@@ -21,9 +21,10 @@ The three graphs follow icefall's ``export-onnx.py`` (see the conventions notes,
 - joiner: ``encoder_out``, ``decoder_out`` [N, joiner_dim] -> ``logit`` [N, vocab_size], i.e.
   ``output_linear(tanh(a + b))``.
 
-The SSM convolution runs in its direct (Toeplitz matmul) form in the graph, since torch.fft does
-not export; ``onnx_check`` compares onnxruntime against the FFT form of PyTorch, so it checks
-the export and the equivalence of the two forms at once. The legacy TorchScript exporter
+The SSM convolution runs as a chunked recurrence in the graph (``todm.ssm_scan``: an ONNX Loop
+over chunks of frames, linear in T), since torch.fft does not export; ``onnx_check`` compares
+onnxruntime against the FFT form of PyTorch, so it checks the export and the equivalence of the
+two forms at once. The legacy TorchScript exporter
 (``dynamo=False``) is used: it traces the dynamic-T encoder reliably and needs no onnxscript.
 """
 
@@ -54,7 +55,7 @@ OPSET = 13
 
 
 class OnnxEncoder(nn.Module):
-    """encoder_embed + encoder (one fixed subnet, direct SSM convolution) + joiner.encoder_proj."""
+    """encoder_embed + encoder (one fixed subnet, SSM convolution by scan) + joiner.encoder_proj."""
 
     def __init__(self, model: Transducer, spec: SubnetSpec) -> None:
         super().__init__()

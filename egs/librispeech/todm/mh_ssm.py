@@ -29,11 +29,9 @@ so they never change a valid frame (the backward kernel would read them otherwis
 
 Two exact ways to run the convolution (``fft`` argument):
 - FFT (training): O(T log T) via rfft/irfft of length 2T (no circular wrap-around).
-- direct (ONNX export, inference): the kernel is materialised from the parameters for the
-  actual T and applied as a per-channel Toeplitz matrix ([C, T, T], one batched matmul).
-  torch.fft does not export to ONNX, and F.conv1d does not export either when the kernel
-  length depends on the input length (the exporter needs a static kernel shape), while
-  Gather + MatMul export with dynamic T. Memory C*T^2: 36 MB per layer for 10 s at C = 144.
+- scan (ONNX export, inference): ``todm.ssm_scan``, the same function as a diagonal linear
+  recurrence over chunks of frames, linear in T. torch.fft does not export to ONNX.
+Both start from the discretised modes of ``s4d_modes`` (the kernel is a function of them).
 Everything is real arithmetic (ONNX has no complex tensors).
 
 Elastic width: ``forward(num_heads=h)`` uses the first h heads: rows [:h*P] of in_proj, the
@@ -48,6 +46,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from todm.dropout import dropout as apply_dropout
+from todm.ssm_scan import Modes, kernel, scan_conv
 
 
 # Parameters that are log time steps, decay rates and frequencies rather than weights. As in
@@ -62,19 +61,17 @@ def is_dynamics_parameter(name: str) -> bool:
     return name.rsplit(".", 1)[-1] in DYNAMICS_PARAMETERS
 
 
-def s4d_kernel(
-    log_dt: torch.Tensor, log_a_real: torch.Tensor, a_imag: torch.Tensor, c: torch.Tensor, length: int
-) -> torch.Tensor:
-    """Convolution kernel of C diagonal SSM channels with M complex modes each.
+def s4d_modes(log_dt: torch.Tensor, log_a_real: torch.Tensor, a_imag: torch.Tensor, c: torch.Tensor) -> Modes:
+    """ZOH-discretised modes of C diagonal SSM channels with M complex modes each.
 
     Args:
       log_dt: [C] log step sizes.
       log_a_real: [C, M]; A = -exp(log_a_real) + i * a_imag.
       a_imag: [C, M].
       c: [C, M, 2] output weights (real, imaginary), the input weight B folded in as in S4D.
-      length: number of kernel taps L (may be a traced size during ONNX export).
     Returns:
-      [C, L] real kernel K[l] = 2 Re sum_m C_m (exp(dt A_m) - 1) / A_m * exp(dt A_m)^l.
+      z = exp(dt A) as (log_decay, angle) = (dt Re A, dt Im A), and W = C (exp(dt A) - 1) / A,
+      so that the kernel is K[l] = 2 Re sum_m W_m z_m^l (``todm.ssm_scan.kernel``).
     """
     dt = log_dt.exp().unsqueeze(-1)  # [C, 1]
     a_re = -log_a_real.exp()  # [C, M], negative: decaying modes
@@ -85,13 +82,7 @@ def s4d_kernel(
     norm = a_re * a_re + a_imag * a_imag
     q_re = (num_re * a_re + num_im * a_imag) / norm
     q_im = (num_im * a_re - num_re * a_imag) / norm
-    w_re = c[..., 0] * q_re - c[..., 1] * q_im
-    w_im = c[..., 0] * q_im + c[..., 1] * q_re
-    t = torch.arange(length, device=log_dt.device, dtype=log_dt.dtype)  # [L]
-    phase = dta_im.unsqueeze(-1) * t  # [C, M, L]
-    powers = (dta_re.unsqueeze(-1) * t).exp()
-    terms = powers * (w_re.unsqueeze(-1) * phase.cos() - w_im.unsqueeze(-1) * phase.sin())
-    return 2.0 * terms.sum(dim=1)
+    return Modes(dta_re, dta_im, c[..., 0] * q_re - c[..., 1] * q_im, c[..., 0] * q_im + c[..., 1] * q_re)
 
 
 def fft_conv(u: torch.Tensor, k_fwd: torch.Tensor, k_bwd: torch.Tensor | None) -> torch.Tensor:
@@ -108,20 +99,6 @@ def fft_conv(u: torch.Tensor, k_fwd: torch.Tensor, k_bwd: torch.Tensor | None) -
     n = 2 * length
     y = torch.fft.irfft(torch.fft.rfft(u.float(), n=n) * torch.fft.rfft(k, n=n), n=n)[..., :length]
     return y.to(u.dtype)
-
-
-def direct_conv(u: torch.Tensor, k_fwd: torch.Tensor, k_bwd: torch.Tensor | None) -> torch.Tensor:
-    """Same function as :func:`fft_conv` with a Toeplitz matmul (ONNX-exportable, dynamic T)."""
-    length = u.size(-1)
-    k_bwd = k_fwd.new_zeros(k_fwd.size(0), 1) if k_bwd is None else k_bwd
-    taps = torch.cat([k_fwd, k_bwd], dim=-1).to(u.dtype)  # [C, T + T_bwd]
-    t = torch.arange(length, device=u.device)
-    lag = t.unsqueeze(1) - t.unsqueeze(0)  # [T, T], t - s
-    # lag >= 0 reads k_fwd[lag]; lag < 0 reads k_bwd[-lag-1] (the single zero when causal).
-    index = torch.where(lag >= 0, lag, (length - lag - 1).clamp(max=taps.size(-1) - 1))
-    toeplitz = taps[:, index]  # [C, T, T]
-    y = torch.matmul(toeplitz, u.permute(1, 2, 0))  # [C, T, B]
-    return y.permute(2, 0, 1)
 
 
 class MultiHeadSSM(nn.Module):
@@ -167,18 +144,23 @@ class MultiHeadSSM(nn.Module):
         self.c_bwd = None if causal else nn.Parameter(torch.randn(num_heads, head_dim, modes, 2) * math.sqrt(0.5))
         self.skip = nn.Parameter(torch.randn(num_heads, head_dim))
 
-    def kernels(self, num_heads: int, length: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Forward and backward kernels [h*P, length] of the first ``num_heads`` heads."""
+    def modes(self, num_heads: int) -> tuple[Modes, Modes | None]:
+        """Forward and backward modes of the h*P channels of the first ``num_heads`` heads."""
         width = num_heads * self.head_dim
         shared = (
             self.log_dt[:num_heads].reshape(width),
             self.log_a_real[:num_heads].reshape(width, -1),
             self.a_imag[:num_heads].reshape(width, -1),
         )
-        k_fwd = s4d_kernel(*shared, self.c_fwd[:num_heads].reshape(width, -1, 2), length)
+        fwd = s4d_modes(*shared, self.c_fwd[:num_heads].reshape(width, -1, 2))
         if self.c_bwd is None:
-            return k_fwd, None
-        return k_fwd, s4d_kernel(*shared, self.c_bwd[:num_heads].reshape(width, -1, 2), length)
+            return fwd, None
+        return fwd, s4d_modes(*shared, self.c_bwd[:num_heads].reshape(width, -1, 2))
+
+    def kernels(self, num_heads: int, length: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Forward and backward kernels [h*P, length] of the first ``num_heads`` heads."""
+        fwd, bwd = self.modes(num_heads)
+        return kernel(fwd, length), None if bwd is None else kernel(bwd, length)
 
     def forward(
         self,
@@ -191,7 +173,7 @@ class MultiHeadSSM(nn.Module):
         """x: [B, T, dim]; pad_mask: [B, T] bool, True at padded frames -> [B, T, dim].
 
         ``num_heads`` (None = all) selects a head prefix; ``dropout`` is applied to the gated
-        SSM output (in training mode); ``fft`` picks the FFT or the direct convolution.
+        SSM output (in training mode); ``fft`` picks the FFT or the scan convolution.
         """
         h = self.num_heads if num_heads is None else num_heads
         if not 1 <= h <= self.num_heads:
@@ -199,8 +181,7 @@ class MultiHeadSSM(nn.Module):
         width = h * self.head_dim
         u = F.linear(x, self.in_proj.weight[:width], self.in_proj.bias[:width])
         u = u.masked_fill(pad_mask.unsqueeze(-1), 0.0).transpose(1, 2)  # [B, W, T]
-        k_fwd, k_bwd = self.kernels(h, u.size(-1))
-        y = fft_conv(u, k_fwd, k_bwd) if fft else direct_conv(u, k_fwd, k_bwd)
+        y = fft_conv(u, *self.kernels(h, u.size(-1))) if fft else scan_conv(u, *self.modes(h))
         y = y + self.skip[:h].reshape(width, 1).to(u.dtype) * u
         y = F.gelu(y).transpose(1, 2)  # [B, T, W]
         gate = torch.sigmoid(F.linear(y, self.gate_proj.weight[:width, :width], self.gate_proj.bias[:width]))

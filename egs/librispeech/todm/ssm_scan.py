@@ -1,0 +1,204 @@
+"""The MH-SSM convolution as a chunked diagonal recurrence: exact, linear in T, ONNX-exportable.
+
+Training convolves with the S4D kernel by FFT (``mh_ssm.fft_conv``); torch.fft does not export
+to ONNX, so inference and export compute the same function as a recurrence, here.
+
+One channel of the layer has M complex modes z_m (|z_m| < 1) with output weights W_m, and its
+kernel is K[l] = 2 Re sum_m W_m z_m^l (``kernel``). The causal convolution
+
+    y[t] = sum_{s <= t} K[t - s] u[s]
+
+is then the output of the diagonal linear recurrence
+
+    h_m[t] = z_m h_m[t-1] + u[t],   y[t] = 2 Re sum_m W_m h_m[t],   h_m[-1] = 0,
+
+whose state h[t] (M complex numbers per channel) summarises the whole past: O(T M) work
+instead of the O(T^2) of the convolution written out. Frame by frame, that is T tiny steps,
+slow in any runtime; so the sequence is cut into chunks of L frames (``CHUNK``):
+
+- inside a chunk the convolution is written out, a Toeplitz matrix of K[0..L-1];
+- between chunks only the state travels. With E_n the state entering chunk n (h just before
+  its first frame) and x_0..x_(L-1) its frames:
+
+      y[nL + i] = sum_{j <= i} K[i-j] x_j  +  2 Re sum_m W_m z_m^(i+1) E_n,m
+      E_(n+1)   = z^L E_n + s_n,   s_n = sum_j z^(L-1-j) x_j  (what the chunk leaves behind).
+
+The local outputs and s_n of all chunks come out of one batched matrix product (``step``), so
+do the E_n terms (``readout``); only E_(n+1) = z^L E_n + s_n runs as a loop, T/L steps of
+O(B C M) each (``carry``, scripted so that it exports as an ONNX Loop). Every tensor is real,
+a complex number being a (real, imaginary) pair: ONNX has no complex type. The matrices depend
+on the weights only: onnxruntime computes them once, when it loads the model.
+
+Measured alternatives for the loop over chunks (onnxruntime, 1 thread): a log-step doubling
+scan (all E_n in log2(T/L) vectorised steps) was 1.8x slower at 60 s of audio, and the E_n as
+one [T/L, T/L] matrix product per mode is quadratic (14x slower at 60 s).
+
+A state can also be given at the start and is returned at the end (``causal_scan``), so that
+a stream can be processed piece by piece with the same result as one pass.
+
+``scan_conv`` is the drop-in for ``fft_conv``: its backward direction (frames strictly in the
+future, see ``fft_conv``) is the causal scan of the time-reversed input delayed by one frame.
+"""
+
+from typing import NamedTuple
+
+import torch
+
+# Frames per chunk. Per frame and channel the matrix products cost L + 4M multiply-adds and the
+# loop makes T/L steps: 32 measured fastest in onnxruntime at M = 8 and 16 (16: up to 1.6x
+# slower at 60 s of audio, 64: up to 1.5x slower at 5 s). Weights-only memory per channel:
+# 4 (L + 2M) L + 8 M L bytes (12 MB per layer for 512 channels, M = 16, both directions).
+CHUNK = 32
+
+
+class Modes(NamedTuple):
+    """C channels of M discretised complex modes each, every field [C, M].
+
+    z = exp(log_decay + i angle) is a mode's factor per frame (log_decay < 0: it decays),
+    w_re + i w_im its complex output weight (input weight folded in).
+    """
+
+    log_decay: torch.Tensor
+    angle: torch.Tensor
+    w_re: torch.Tensor
+    w_im: torch.Tensor
+
+
+def concat_modes(a: Modes, b: Modes) -> Modes:
+    """The channels of ``a`` followed by those of ``b``."""
+    return Modes(*(torch.cat([x, y]) for x, y in zip(a, b)))
+
+
+def powers(modes: Modes, exponents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """z^k for every mode and exponent k: real and imaginary parts, [C, M, K] each."""
+    k = exponents.to(modes.log_decay.dtype)
+    magnitude = (modes.log_decay.unsqueeze(-1) * k).exp()
+    phase = modes.angle.unsqueeze(-1) * k
+    return magnitude * phase.cos(), magnitude * phase.sin()
+
+
+def weighted_powers(modes: Modes, exponents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """2 W z^k, real and imaginary parts [C, M, K]: a state z^k h adds Re(2 W z^k h) to y, that
+    is real part times Re h minus imaginary part times Im h."""
+    z_re, z_im = powers(modes, exponents)
+    w_re, w_im = modes.w_re.unsqueeze(-1), modes.w_im.unsqueeze(-1)
+    return 2.0 * (w_re * z_re - w_im * z_im), 2.0 * (w_re * z_im + w_im * z_re)
+
+
+def kernel(modes: Modes, length: int) -> torch.Tensor:
+    """[C, length] convolution kernel K[l] = 2 Re sum_m W_m z_m^l (length may be a traced size)."""
+    return weighted_powers(modes, torch.arange(length, device=modes.angle.device))[0].sum(1)
+
+
+def chunk_operators(modes: Modes, chunk: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The matrices of a chunk of L = ``chunk`` frames.
+
+    Returns:
+      step: [C, L, L + 2M]; the frames x [..., L] times step are [local y, s_re, s_im]: the
+        Toeplitz part sum_{j <= i} K[i-j] x_j and what the chunk leaves behind, s = sum_j z^(L-1-j) x_j.
+      readout: [C, 2M, L]; [E_re, E_im] times readout is what the entering state E adds to
+        frame i, 2 Re sum_m W_m z_m^(i+1) E_m.
+      z_re, z_im: [C, M], z^L.
+    """
+    lags = torch.arange(chunk + 1, device=modes.angle.device)
+    wz_re, wz_im = weighted_powers(modes, lags)  # 2 W z^l, l = 0..L
+    taps = wz_re[..., :chunk].sum(1)  # K[0..L-1]
+    lag = lags[:chunk].unsqueeze(0) - lags[:chunk].unsqueeze(1)  # [j, i] -> i - j
+    toeplitz = torch.where(lag >= 0, taps[:, lag.clamp(min=0)], 0.0)  # [C, L (from frame j), L (to frame i)]
+    leave = torch.cat(powers(modes, chunk - 1 - lags[:chunk]), 1)  # z^(L-1-j): [C, 2M, L]
+    step = torch.cat([toeplitz, leave.transpose(1, 2)], 2)
+    readout = torch.cat([wz_re[..., 1:], -wz_im[..., 1:]], 1)
+    z_re, z_im = powers(modes, lags[chunk:])
+    return step, readout, z_re.squeeze(-1), z_im.squeeze(-1)
+
+
+@torch.jit.script
+def carry(
+    s_re: torch.Tensor, s_im: torch.Tensor, z_re: torch.Tensor, z_im: torch.Tensor, h_re: torch.Tensor,
+    h_im: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The state entering each chunk, E <- z^L E + s_n, as a loop over chunks (an ONNX Loop).
+
+    s_re, s_im: [N, B, C, M], what each chunk leaves behind; z_re, z_im: [C, M], z^L; h_re,
+    h_im: [B, C, M], the state entering chunk 0. Returns the states entering chunks 0..N-1
+    ([N, B, C, M] each) and the state after the last chunk ([B, C, M] each).
+    """
+    entering_re, entering_im = [], []
+    for n in range(s_re.size(0)):
+        entering_re.append(h_re)
+        entering_im.append(h_im)
+        h_re, h_im = z_re * h_re - z_im * h_im + s_re[n], z_re * h_im + z_im * h_re + s_im[n]
+    return torch.stack(entering_re), torch.stack(entering_im), h_re, h_im
+
+
+def initial_state_response(
+    modes: Modes, state: tuple[torch.Tensor, torch.Tensor], offset: int, chunk: int
+) -> torch.Tensor:
+    """What a state h entering at frame ``offset`` of a chunk adds to the chunk's ``x @ step``.
+
+    Returns [B, C, L + 2M]: 2 Re sum_m W_m z_m^(i+1-offset) h_m for frames i >= offset (earlier
+    frames are padding: their exponent is clamped at 0 and their output dropped), then what h
+    leaves behind at the chunk's end, z^(L-offset) h (re, im).
+    """
+    h_re, h_im = state
+    exponents = torch.arange(1, chunk + 1, device=h_re.device) - offset
+    wz_re, wz_im = weighted_powers(modes, exponents.clamp(min=0))
+    y = torch.einsum("bcm,cml->bcl", h_re, wz_re) - torch.einsum("bcm,cml->bcl", h_im, wz_im)
+    z_re, z_im = (p.squeeze(-1) for p in powers(modes, exponents[-1:]))
+    return torch.cat([y, z_re * h_re - z_im * h_im, z_re * h_im + z_im * h_re], -1)
+
+
+def entering_states(
+    left: torch.Tensor, z_re: torch.Tensor, z_im: torch.Tensor
+) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    """From what every chunk leaves behind, left = [s_re, s_im] [B, C, N, 2M], and z^L: the states
+    entering the chunks, [E_re, E_im] [B, C, N, 2M], and the state after the last one (re, im)."""
+    s = left.permute(2, 0, 1, 3)  # [N, B, C, 2M]: the loop runs over the first axis
+    num_modes = z_re.size(-1)
+    h0 = s.new_zeros(s.shape[1:-1] + (num_modes,))
+    e_re, e_im, h_re, h_im = carry(s[..., :num_modes], s[..., num_modes:], z_re, z_im, h0, h0)
+    return torch.cat([e_re, e_im], 3).permute(1, 2, 0, 3), (h_re, h_im)
+
+
+def causal_scan(
+    u: torch.Tensor, modes: Modes, state: tuple[torch.Tensor, torch.Tensor] | None = None, chunk: int = CHUNK
+) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    """y[t] = sum_{s <= t} K[t-s] u[s] + 2 Re sum_m W_m z_m^(t+1) h_m and the state after frame T-1.
+
+    u: [B, C, T], T >= 1; modes: C channels; state: (re, im), [B, C, M] each, the state h before
+    frame 0 (None: zero). Returns y [B, C, T] and the final state (re, im). Run on consecutive
+    pieces of a sequence, each starting from the state the previous one returned, it gives the
+    result of one run over the whole.
+
+    The input is padded at the front to whole chunks (zeros entering a zero state leave it
+    zero, so the final state is exact); the initial state enters where the real frames begin.
+    """
+    batch, channels, length = u.shape
+    if not torch.jit.is_tracing() and length == 0:
+        raise ValueError(f"causal_scan needs at least one frame, got input of shape {list(u.shape)}")
+    num_chunks = (length + chunk - 1) // chunk
+    pad = num_chunks * chunk - length
+    x = torch.cat([u.new_zeros(batch, channels, pad), u], -1).reshape(batch, channels, num_chunks, chunk)
+    step, readout, z_re, z_im = (t.to(u.dtype) for t in chunk_operators(modes, chunk))
+    local = torch.matmul(x, step)  # [B, C, N, L + 2M]: local outputs, then what each chunk leaves
+    if state is not None:
+        first = local[:, :, :1] + initial_state_response(modes, state, pad, chunk).to(u.dtype).unsqueeze(2)
+        local = torch.cat([first, local[:, :, 1:]], 2)
+    entering, final = entering_states(local[..., chunk:], z_re, z_im)
+    y = local[..., :chunk] + torch.matmul(entering, readout)
+    return y.reshape(batch, channels, num_chunks * chunk)[..., pad:], final
+
+
+def scan_conv(u: torch.Tensor, fwd: Modes, bwd: Modes | None, chunk: int = CHUNK) -> torch.Tensor:
+    """What ``fft_conv`` computes with the kernels of ``fwd`` and ``bwd`` (None: causal), by scan.
+
+    u: [B, C, T] -> [B, C, T]. The backward part, sum_{s > t} K_b[s-t-1] u[s], is in reversed
+    time t' = T-1-t a causal convolution of the reversed input delayed by one frame; both
+    directions run as one scan over 2C channels.
+    """
+    if bwd is None:
+        return causal_scan(u, fwd, chunk=chunk)[0]
+    batch, channels, _ = u.shape
+    future = torch.cat([u.new_zeros(batch, channels, 1), u.flip(-1)[..., :-1]], -1)  # u[t+1] at t' = T-1-t
+    y, _ = causal_scan(torch.cat([u, future], 1), concat_modes(fwd, bwd), chunk=chunk)
+    return y[:, :channels] + y[:, channels:].flip(-1)
