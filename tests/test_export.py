@@ -15,10 +15,12 @@ import sherpa_onnx
 import soundfile as sf
 import torch
 from lhotse import Fbank, FbankConfig
+from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
 
 from todm.export import check_tokens, deploy_subnet, get_parser
 from todm.model import TransducerConfig, build_model
 from todm.subnet import SearchSpace, SubnetSpec, count_parameters
+from todm.subsampling import MIN_INPUT_FRAMES
 
 SPEC = SubnetSpec(num_layers=1, ffn_dim=8, num_heads=2)
 SUFFIX = "epoch-1_avg-1"
@@ -126,6 +128,19 @@ def test_pretrained_checkpoint_loads_with_build_model_alone(deployed):
     assert sum(p.numel() for p in model.parameters()) == count_parameters(supernet.config, SPEC)
     x, x_lens = torch.randn(2, 60, 80), torch.tensor([60, 33])
     torch.testing.assert_close(model.forward_encoder(x, x_lens), supernet.forward_encoder(x, x_lens, SPEC))
+
+
+@torch.no_grad()
+def test_shortest_input_runs_and_a_shorter_one_is_named(deployed):
+    supernet, out_dir, _ = deployed
+    session = _session(_files(out_dir)["encoder"])
+    x = torch.randn(1, MIN_INPUT_FRAMES, 80)
+    out, lens = session.run(None, {"x": x.numpy(), "x_lens": np.array([MIN_INPUT_FRAMES])})
+    ref, _ = supernet.forward_encoder(x, torch.tensor([MIN_INPUT_FRAMES]), SPEC, fft=True)
+    assert lens.tolist() == [1]  # one encoder frame, the rest of its scan chunk padding
+    np.testing.assert_allclose(out, supernet.joiner.encoder_proj(ref).numpy(), atol=1e-4, rtol=1e-4)
+    with pytest.raises(InvalidArgument, match=f"input_needs_at_least_{MIN_INPUT_FRAMES}_frames"):
+        session.run(None, {"x": x[:, :-1].numpy(), "x_lens": np.array([MIN_INPUT_FRAMES - 1])})
 
 
 def test_int8_runs_close_to_fp32(deployed):

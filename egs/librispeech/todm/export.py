@@ -24,8 +24,10 @@ The three graphs follow icefall's ``export-onnx.py`` (see the conventions notes,
 The SSM convolution runs as a chunked recurrence in the graph (``todm.ssm_scan``: an ONNX Loop
 over chunks of frames, linear in T), since torch.fft does not export; ``onnx_check`` compares
 onnxruntime against the FFT form of PyTorch, so it checks the export and the equivalence of the
-two forms at once. The legacy TorchScript exporter
-(``dynamo=False``) is used: it traces the dynamic-T encoder reliably and needs no onnxscript.
+two forms at once. An input shorter than the conv front end's 9 frames fails in onnxruntime at
+a node named ``input_needs_at_least_9_frames`` (``MinFramesCheck``). The legacy TorchScript
+exporter (``dynamo=False``) is used: it traces the dynamic-T encoder reliably and needs no
+onnxscript.
 """
 
 import argparse
@@ -46,12 +48,32 @@ from todm.checkpoint import add_weight_arguments, load_model_state
 from todm.decode import parse_subnets
 from todm.model import Transducer, TransducerConfig, build_model
 from todm.subnet import SubnetSpec, count_macs_per_second, count_parameters
+from todm.subsampling import MIN_INPUT_FRAMES
 from todm.utils import atomic_write, console_logging, read_tokens, save_json, str2bool, torch_save
 
 # sherpa-onnx routes "conformer", "zipformer" and "zipformer2" to its generic offline transducer;
 # our macaron blocks (FFN, sequence mixer, FFN) are Conformer-shaped, so we name it that.
 SHERPA_MODEL_TYPE = "conformer"
 OPSET = 13
+CHECK_NAME = f"input_needs_at_least_{MIN_INPUT_FRAMES}_frames"  # the node onnxruntime names when x is too short
+
+
+class MinFramesCheck(nn.Module):
+    """Makes onnxruntime fail on fewer than ``frames`` input frames, naming the requirement.
+
+    ONNX has no assert, so this reads frame ``frames - 1`` with a Gather, which rejects an index
+    out of range, and adds 0 times it. The exporter names nodes after the module path: with the
+    module at attribute ``input_needs_at_least_9_frames`` a 5-frame input fails with "... Gather
+    node. Name:'/input_needs_at_least_9_frames/Gather' ... idx=8 must be within the inclusive
+    range [-5,4]" instead of a shape error deep in the conv front end.
+    """
+
+    def __init__(self, frames: int) -> None:
+        super().__init__()
+        self.frames = frames
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + 0.0 * x.select(1, self.frames - 1).unsqueeze(1)
 
 
 class OnnxEncoder(nn.Module):
@@ -60,8 +82,10 @@ class OnnxEncoder(nn.Module):
     def __init__(self, model: Transducer, spec: SubnetSpec) -> None:
         super().__init__()
         self.model, self.spec = model, spec
+        setattr(self, CHECK_NAME, MinFramesCheck(MIN_INPUT_FRAMES))
 
     def forward(self, x: torch.Tensor, x_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = getattr(self, CHECK_NAME)(x)
         encoder_out, encoder_out_lens = self.model.forward_encoder(x, x_lens, self.spec, dropout=0.0, fft=False)
         return self.model.joiner.encoder_proj(encoder_out), encoder_out_lens
 
