@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from local.compute_fbank import make_extractor
+from todm.checkpoint import load_checkpoint_file
 from todm.decode import decode_batch
 from todm.model import Transducer, TransducerConfig
 from todm.sherpa_decode import find_suffix, load_cuts, load_mono, make_recognizer, model_files, recognize
@@ -38,7 +39,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def pytorch_rtf(spec_dir: Path, audios: list, sampling_rate: int) -> float:
-    ckpt = torch.load(spec_dir / "pretrained.pt", map_location="cpu", weights_only=True)
+    ckpt = load_checkpoint_file(spec_dir / "pretrained.pt")
     model = Transducer(TransducerConfig.from_dict(ckpt["model_config"]))
     model.load_state_dict(ckpt["model"])
     model.eval()

@@ -1,12 +1,19 @@
 import random
+import re
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from lhotse import CutSet
+from lhotse.dataset import DynamicBucketingSampler
+from lhotse.testing.dummies import dummy_cut
 from torch import nn
 
 from todm.checkpoint import (average_checkpoints, average_with_model_avg, find_resume_checkpoint,
-                             get_rng_state, load_checkpoint, load_model_state, remove_checkpoints,
-                             save_checkpoint, set_rng_state, update_averaged_model)
+                             get_rng_state, load_checkpoint, load_model_state,
+                             remove_checkpoints, save_checkpoint, set_rng_state, update_averaged_model)
+from todm.optim import Eden, ScaledAdam
 from todm.utils import atomic_write
 
 
@@ -111,3 +118,40 @@ def test_atomic_write_gives_normal_permissions(tmp_path):
     finally:
         os.umask(umask)
     assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o644
+
+
+def _trained_state():
+    """A model, ScaledAdam + Eden after one step, a lhotse sampler mid-epoch, a grad scaler."""
+    model = nn.Linear(3, 2)
+    optimizer = ScaledAdam([{"named_params": list(model.named_parameters()), "lr": 0.01}], lr=0.01)
+    scheduler = Eden(optimizer, 10, 1, warmup_batches=5)
+    model(torch.randn(4, 3)).sum().backward()
+    optimizer.step()
+    scheduler.step_batch(1)
+    cuts = CutSet.from_cuts([dummy_cut(i, duration=1.0 + i % 3) for i in range(20)])
+    sampler = DynamicBucketingSampler(cuts, max_duration=5, num_buckets=2, shuffle=True, seed=0, buffer_size=40)
+    next(iter(sampler))
+    return model, optimizer, scheduler, sampler, torch.amp.GradScaler("cpu", init_scale=4.0)
+
+
+@pytest.mark.filterwarnings("ignore:You are using DynamicBucketingSampler with an eagerly read CutSet")
+def test_everything_saved_loads_weights_only_and_restores(tmp_path):
+    model, optimizer, scheduler, sampler, scaler = _trained_state()
+    subnet_rng = random.Random(3)
+    params = {"batch_idx_train": 1, "exp_dir": "exp/x", "num_layers": (1, 2), "subnet_rng": subnet_rng.getstate()}
+    save_checkpoint(tmp_path / "checkpoint-1.pt", model, params, model, optimizer, scheduler, sampler, scaler)
+    expected = (random.random(), torch.rand(2).tolist(), subnet_rng.random())
+    random.random(), torch.rand(2)  # move on, then restore
+    ckpt = load_checkpoint(tmp_path / "checkpoint-1.pt", nn.Linear(3, 2), restore_rng=True)
+    restored_rng = random.Random()
+    restored_rng.setstate(ckpt["params"]["subnet_rng"])
+    assert (random.random(), torch.rand(2).tolist(), restored_rng.random()) == expected
+    assert ckpt["sampler"]["seed"] == 0 and ckpt["grad_scaler"]["scale"] == 4.0
+    assert ckpt["scheduler"]["batch"] == 1 and ckpt["optimizer"]["state"]
+
+
+@pytest.mark.parametrize("value, kind", [(Path("exp"), "pathlib.PosixPath"), (np.float64(1.0), "numpy.float64")])
+def test_saving_what_weights_only_refuses_names_the_item(tmp_path, value, kind):
+    with pytest.raises(TypeError, match=re.escape(f"checkpoint-1.pt['params']['exp_dir'] is a {kind}")):
+        save_checkpoint(tmp_path / "checkpoint-1.pt", nn.Linear(2, 1), {"exp_dir": value})
+    assert not list(tmp_path.iterdir())

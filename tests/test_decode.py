@@ -135,7 +135,7 @@ def test_hypotheses_equal_supernet_under_spec(tiny, greedy_run):
     """Independent path: the averaged weights, the supernet run with ``spec`` (no extraction)."""
     sp = spm.SentencePieceProcessor(model_file=str(tiny["bpe"]))
     model = build_model(tiny_config(vocab_size=sp.get_piece_size())).eval()
-    model.load_state_dict(torch.load(tiny["root"] / "model.pt"))
+    model.load_state_dict(torch.load(tiny["root"] / "model.pt", weights_only=True))
     cuts = CutSet.from_file(tiny["manifest_dir"] / "tiny_cuts_dev.jsonl.gz")
     spec = SubnetSpec.parse("L2-F32-H1")
     expected = {}

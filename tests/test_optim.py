@@ -111,7 +111,7 @@ def test_resume_is_bit_exact():
     assert optimizer.clipping_info(0)["threshold"] is not None
 
     buffer.seek(0)
-    saved = torch.load(buffer)
+    saved = torch.load(buffer, weights_only=True)
     resumed_model, resumed_optimizer, resumed_scheduler = _make_run(seed=99)  # other init
     resumed_model.load_state_dict(saved["model"])
     resumed_optimizer.load_state_dict(saved["optimizer"])

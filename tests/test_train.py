@@ -13,6 +13,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import run_recipe
+from todm.checkpoint import load_checkpoint_file
 
 TRAIN_ARGS = "--save-every-n 4 --num-threads 1 --log-interval 1"
 
@@ -66,8 +67,7 @@ def test_kill_9_then_rerun_resumes_to_the_same_weights(recipe, uninterrupted):
     r = run_recipe(recipe, *_stage3(recipe, "exp_b", "--train-args", TRAIN_ARGS))
     assert r.returncode == 0, r.stderr[-3000:]
     assert "resumed from" in r.stderr + r.stdout
-    a = torch.load(uninterrupted / "epoch-2.pt", weights_only=False)
-    b = torch.load(exp_b / "epoch-2.pt", weights_only=False)
+    a, b = load_checkpoint_file(uninterrupted / "epoch-2.pt"), load_checkpoint_file(exp_b / "epoch-2.pt")
     for key in ("model", "model_avg"):
         for name, tensor in a[key].items():
             assert torch.equal(tensor, b[key][name]), f"{key}.{name} differs after resume"

@@ -4,12 +4,19 @@ A checkpoint is a dict with ``model`` (state dict), ``model_avg`` (running avera
 ``optimizer``, ``scheduler``, ``sampler``, ``grad_scaler``, ``rng`` (all random states, so a
 resumed run continues bit for bit) and ``params`` (hyper-parameters, ``model_config``,
 ``batch_idx_train``, ``cur_epoch`` ...). Writes are atomic (temp file + rename).
+
+Loading never runs code: a ``.pt`` file is a pickle, and a pickle can call any function while
+it is read, so ``load_checkpoint_file`` uses ``torch.load(weights_only=True)``, which only
+rebuilds tensors and plain containers, and refuses any other file with ``UnsafeCheckpointError``.
+``save_checkpoint`` checks that what it writes is of that kind (``check_plain``), so every
+checkpoint the recipe writes loads that way.
 """
 
 import argparse
-import logging
+import pickle
 import random
 import re
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -66,19 +73,64 @@ def save_checkpoint(
         "rng": get_rng_state(),
         "params": dict(params),
     }
+    check_plain(checkpoint, str(path))
     torch_save(checkpoint, path)
 
 
+_PLAIN_LEAVES = (str, int, float, bool, type(None))
+_PLAIN_CONTAINERS = (dict, OrderedDict, list, tuple, torch.Size)
+
+
+def check_plain(obj: Any, where: str) -> None:
+    """Raise TypeError naming the first item of ``obj`` that ``weights_only`` would refuse.
+
+    Plain means tensors, str/int/float/bool/None, and dicts, lists and tuples of them, by exact
+    type: a ``Path``, a numpy scalar (a float subclass) or a namedtuple is pickled as a call of
+    its class, which a weights_only load refuses. Convert such values (``str(path)``,
+    ``float(x)``) before saving.
+    """
+    if isinstance(obj, torch.Tensor) or type(obj) in _PLAIN_LEAVES:
+        return
+    if type(obj) not in _PLAIN_CONTAINERS:
+        raise TypeError(f"{where} is a {type(obj).__module__}.{type(obj).__qualname__}: a checkpoint may hold "
+                        f"only tensors, numbers, strings, None and dicts/lists/tuples of them (weights_only load)")
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj)
+    for key, value in items:
+        if type(key) not in _PLAIN_LEAVES:
+            raise TypeError(f"{where} has a key of type {type(key).__qualname__}: use str or int keys")
+        check_plain(value, f"{where}[{key!r}]")
+
+
+class UnsafeCheckpointError(ValueError):
+    """A checkpoint file that does not load with ``weights_only=True`` (it was not read)."""
+
+
 def load_checkpoint_file(path: Path | str) -> dict[str, Any]:
-    """Load a checkpoint dict on CPU; weights_only where the contents allow it."""
+    """Load a checkpoint dict on CPU with ``weights_only=True``; no code in the file can run.
+
+    A file that holds anything but tensors and plain containers (what ``save_checkpoint``
+    writes) raises UnsafeCheckpointError naming it: it is never unpickled in full.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # e.g. a lhotse sampler state holding objects weights_only refuses
-        logging.warning(f"{path}: weights_only load failed ({type(e).__name__}); loading in full")
-        return torch.load(path, map_location="cpu", weights_only=False)
+    except pickle.UnpicklingError as e:
+        raise UnsafeCheckpointError(
+            f"{path}: refusing to load: it is not a plain-tensor checkpoint (weights_only load failed: "
+            f"{_unpickling_reason(e)}); checkpoints from untrusted sources can run code") from None
+    except (RuntimeError, EOFError) as e:
+        raise ValueError(f"{path}: not a readable checkpoint (truncated or corrupt?): {e}") from None
+
+
+def _unpickling_reason(error: Exception) -> str:
+    """The specific part of torch's weights_only error, e.g. "Trying to load unsupported GLOBAL
+    posix.system ..."; torch wraps it in general advice, including to retry with
+    weights_only=False, which is exactly what must not be done with such a file."""
+    paragraphs = [p.strip() for p in str(error).split("\n\n") if p.strip()]
+    specific = paragraphs[1:-1] if len(paragraphs) > 2 else paragraphs
+    return " ".join(specific)
 
 
 def load_checkpoint(
