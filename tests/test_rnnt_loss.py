@@ -1,5 +1,6 @@
 """todm.rnnt_loss: against a textbook RNN-T forward recursion, identities between the losses,
-and k2 / fast_rnnt when importable."""
+k2's signatures, and k2 / fast_rnnt when importable."""
+import inspect
 import math
 
 import pytest
@@ -10,11 +11,20 @@ from todm import rnnt_loss as ours
 BLANK = 0
 
 
-def textbook_rnnt_nll(logits, symbols, T, U, modified=False, delay_penalty=0.0):
+def hat_log_probs(logits):
+    """HAT's output distribution, written out: P(blank) = sigmoid(l_0), and the other
+    symbols share 1 - sigmoid(l_0) in proportion to exp(l_c)."""
+    p_blank = torch.sigmoid(logits[..., :1])
+    p_other = (1 - p_blank) * torch.softmax(logits[..., 1:], dim=-1)
+    return torch.cat([p_blank, p_other], dim=-1).log()
+
+
+def textbook_rnnt_nll(logits, symbols, T, U, modified=False, delay_penalty=0.0, log_probs=None):
     """-log P(symbols[:U] | T frames) by Graves' alpha recursion over (frame, #emitted),
-    from log-softmax(logits[T', U'+1, C]) of one utterance. A symbol emitted on frame t
-    gains delay_penalty * ((T - 1) / 2 - t)."""
-    logp = torch.log_softmax(logits.double(), dim=-1).tolist()
+    from log_probs(logits[T', U'+1, C]) of one utterance (default: log-softmax). A symbol
+    emitted on frame t gains delay_penalty * ((T - 1) / 2 - t)."""
+    log_probs = log_probs or (lambda x: torch.log_softmax(x, dim=-1))
+    logp = log_probs(logits.double()).tolist()
     y = symbols.tolist()
 
     def emit(t, u):
@@ -165,8 +175,91 @@ def test_reductions_zero_symbols_one_frame_and_errors():
         ours.rnnt_loss_simple(lm, am, symbols, BLANK, torch.tensor([[0, 0, 1, 0], [0, 0, 1, 1]]), "modified")
     with pytest.raises(ValueError, match="rnnt_type"):
         ours.rnnt_loss_simple(lm, am, symbols, BLANK, boundary, "hat")
-    with pytest.raises(ValueError, match="use_hat_loss"):
-        ours.rnnt_loss_pruned(logits, symbols, torch.zeros(2, 1, 2, dtype=torch.int64), BLANK, use_hat_loss=True)
+    with pytest.raises(ValueError, match="HAT needs the blank"):
+        ours.rnnt_loss_pruned(logits, symbols, torch.zeros(2, 1, 2, dtype=torch.int64), 1, use_hat_loss=True)
+
+
+def full_ranges(B, T, S):
+    """Every symbol position at every frame: the pruned lattice is the whole lattice."""
+    return torch.arange(S + 1).expand(B, T, S + 1)
+
+
+@pytest.mark.parametrize("rnnt_type", ["regular", "modified"])
+def test_hat_loss_matches_textbook_recursion_on_the_full_lattice(rnnt_type):
+    am, lm, symbols, boundary = make_inputs(B=3, T=9, S=4, seed=8)
+    logits = nonlinear_joiner(am, lm)
+    ranges = full_ranges(3, 9, 4)
+    for delay in (0.0, 0.3):
+        hat = ours.rnnt_loss_pruned(logits, symbols, ranges, BLANK, boundary, rnnt_type, delay,
+                                    reduction="none", use_hat_loss=True)
+        ref = [textbook_rnnt_nll(logits[b], symbols[b], t, s, rnnt_type == "modified", delay, hat_log_probs)
+               for b, (_, _, s, t) in enumerate(boundary.tolist())]
+        torch.testing.assert_close(hat, torch.tensor(ref, dtype=torch.float64), rtol=0, atol=1e-6 if delay else 1e-10)
+    hat, softmax = (ours.rnnt_loss_pruned(logits, symbols, ranges, BLANK, boundary, rnnt_type, reduction="none",
+                                          use_hat_loss=use_hat) for use_hat in (True, False))
+    assert (hat - softmax).abs().min() > 1e-3  # a different model, not the softmax loss again
+
+
+def hat_pruned_and_full(B, T, S, C, s_range, seed):
+    """HAT loss on the lattice pruned to s_range, its logits, and the HAT loss on the whole lattice."""
+    am, lm, symbols, boundary = make_inputs(B=B, T=T, S=S, C=C, seed=seed)
+    _, (px_grad, py_grad) = ours.rnnt_loss_simple(lm, am, symbols, BLANK, boundary, return_grad=True)
+    ranges = ours.get_rnnt_prune_ranges(px_grad, py_grad, boundary, s_range)
+    logits = (3 * torch.tanh(sum(ours.do_rnnt_pruning(am, lm, ranges)))).requires_grad_(True)
+
+    def pruned_loss(x):
+        return ours.rnnt_loss_pruned(x, symbols, ranges, BLANK, boundary, reduction="none", use_hat_loss=True)
+
+    full = ours.rnnt_loss_pruned(nonlinear_joiner(am, lm), symbols, full_ranges(B, T, S), BLANK, boundary,
+                                 reduction="none", use_hat_loss=True)
+    return pruned_loss, logits, full
+
+
+def test_hat_pruned_loss_bounds_full_hat_loss_and_has_gradients():
+    pruned_loss, logits, full = hat_pruned_and_full(B=3, T=12, S=6, C=7, s_range=2, seed=9)
+    pruned = pruned_loss(logits)
+    assert (pruned >= full - 1e-10).all() and (pruned > full + 1e-6).any()
+    pruned_loss, logits, _ = hat_pruned_and_full(B=2, T=4, S=2, C=4, s_range=2, seed=4)
+    assert torch.autograd.gradcheck(pruned_loss, (logits.detach().requires_grad_(True),))
+
+
+# k2's argument order (k2/python/k2/rnnt_loss.py and mutual_information.py, k2 master of July 2025):
+# code written against k2 may pass any of these positionally. Ours may add arguments at the end.
+K2_SIGNATURES = {
+    "mutual_information_recursion": ["px", "py", "boundary", "return_grad"],
+    "get_rnnt_logprobs": ["lm", "am", "symbols", "termination_symbol", "rnnt_type", "boundary"],
+    "get_rnnt_logprobs_smoothed": ["lm", "am", "symbols", "termination_symbol", "lm_only_scale", "am_only_scale",
+                                   "boundary", "rnnt_type"],
+    "get_rnnt_logprobs_joint": ["logits", "symbols", "termination_symbol", "rnnt_type", "boundary"],
+    "get_rnnt_logprobs_pruned": ["logits", "symbols", "ranges", "termination_symbol", "boundary", "rnnt_type"],
+    "get_hat_logprobs_pruned": ["logits", "symbols", "ranges", "termination_symbol", "boundary", "rnnt_type"],
+    "rnnt_loss_simple": ["lm", "am", "symbols", "termination_symbol", "boundary", "rnnt_type", "delay_penalty",
+                         "reduction", "return_grad"],
+    "rnnt_loss_smoothed": ["lm", "am", "symbols", "termination_symbol", "lm_only_scale", "am_only_scale",
+                           "boundary", "rnnt_type", "delay_penalty", "reduction", "return_grad"],
+    "rnnt_loss": ["logits", "symbols", "termination_symbol", "boundary", "rnnt_type", "delay_penalty", "reduction"],
+    "rnnt_loss_pruned": ["logits", "symbols", "ranges", "termination_symbol", "boundary", "rnnt_type",
+                         "delay_penalty", "reduction", "use_hat_loss"],
+    "get_rnnt_prune_ranges": ["px_grad", "py_grad", "boundary", "s_range"],
+    "do_rnnt_pruning": ["am", "lm", "ranges"],
+}
+
+
+@pytest.mark.parametrize("name", K2_SIGNATURES)
+def test_argument_order_is_k2s(name):
+    ours_args = list(inspect.signature(getattr(ours, name)).parameters)
+    assert ours_args[: len(K2_SIGNATURES[name])] == K2_SIGNATURES[name]
+
+
+def test_joint_logprobs_positionally_in_k2s_order():
+    am, lm, symbols, _ = make_inputs(B=1, T=4, S=2, seed=10)
+    logits = nonlinear_joiner(am, lm)
+    boundary = torch.tensor([[0, 0, 2, 3]])  # shorter than T: px[:, :, 3] becomes -inf
+    px, py = ours.get_rnnt_logprobs_joint(logits, symbols, BLANK, "modified", boundary)
+    kw_px, kw_py = ours.get_rnnt_logprobs_joint(logits, symbols, BLANK, rnnt_type="modified", boundary=boundary)
+    assert px.shape == (1, 2, 4) and torch.equal(px, kw_px) and torch.equal(py, kw_py)
+    regular_px, _ = ours.get_rnnt_logprobs_joint(logits, symbols, BLANK, "regular", boundary)
+    assert regular_px.shape == (1, 2, 5) and torch.isinf(regular_px[:, :, 3]).all()
 
 
 def test_extreme_logits_give_finite_losses_and_grads():
@@ -191,6 +284,7 @@ REFERENCES = ["fast_rnnt", "k2"]
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_matches_reference_implementation(reference, rnnt_type, dtype):
     ref_module = pytest.importorskip(reference)
+    with_hat = hasattr(ref_module, "get_hat_logprobs_pruned")  # k2 has HAT, fast_rnnt does not
 
     def losses_and_grads(module):
         am, lm, symbols, boundary = make_inputs(B=3, T=24, S=7, C=11, seed=7, dtype=dtype)
@@ -207,8 +301,10 @@ def test_matches_reference_implementation(reference, rnnt_type, dtype):
         out["ranges"] = ranges.to(dtype)
         logits = 3 * torch.tanh(sum(module.do_rnnt_pruning(am, lm, ranges)))
         out["pruned"] = module.rnnt_loss_pruned(logits, symbols, ranges, BLANK, **kw)
+        if with_hat:
+            out["hat"] = module.rnnt_loss_pruned(logits, symbols, ranges, BLANK, use_hat_loss=True, **kw)
         out["full"] = module.rnnt_loss(nonlinear_joiner(am, lm), symbols, BLANK, **kw)
-        total = sum(out[k].sum() for k in ("simple", "smoothed", "pruned", "full"))
+        total = sum(out[k].sum() for k in ("simple", "smoothed", "pruned", "hat", "full") if k in out)
         out["am_grad"], out["lm_grad"] = torch.autograd.grad(total, (am, lm))
         return out
 

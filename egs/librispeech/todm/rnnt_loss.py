@@ -13,14 +13,19 @@ Each loss builds the lattice scores ``px`` (emit the next symbol; [B, S, T+1] fo
 ``termination_symbol``, i.e. blank: [B, S+1, T]) and returns minus the total log-prob.
 The regular lattice ends with a blank on the last frame.
 
+``rnnt_loss_pruned(..., use_hat_loss=True)`` is k2's HAT variant (``get_hat_logprobs_pruned``):
+the Hybrid Autoregressive Transducer (https://arxiv.org/abs/2003.07705) gives blank a Bernoulli
+probability sigmoid(logit_blank) and shares the rest among the other symbols by a softmax over
+their logits alone, so the non-blank part can be read as an internal language model.
+
 Differences from k2, all where k2 would fail: utterances with no symbols (S = 0) are
-accepted, errors are ``ValueError`` with the offending item, and ``use_hat_loss=True`` is
-not implemented (use the k2 backend for HAT).
+accepted, and errors are ``ValueError`` with the offending item.
 """
 import logging
 from typing import Optional, Tuple, Union
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from todm.mutual_information import mutual_information_recursion
@@ -31,6 +36,7 @@ __all__ = [
     "get_rnnt_logprobs_smoothed",
     "get_rnnt_logprobs_joint",
     "get_rnnt_logprobs_pruned",
+    "get_hat_logprobs_pruned",
     "rnnt_loss_simple",
     "rnnt_loss_smoothed",
     "rnnt_loss",
@@ -178,10 +184,13 @@ def get_rnnt_logprobs_joint(
     logits: Tensor,
     symbols: Tensor,
     termination_symbol: int,
-    boundary: Optional[Tensor] = None,
     rnnt_type: str = "regular",
+    boundary: Optional[Tensor] = None,
 ) -> Tuple[Tensor, Tensor]:
-    """(px, py) of the full joiner output logits [B, T, S+1, C]."""
+    """(px, py) of the full joiner output logits [B, T, S+1, C].
+
+    Note k2's argument order here: ``rnnt_type`` before ``boundary`` (as in
+    ``get_rnnt_logprobs``), unlike the losses, which take ``boundary`` first."""
     if logits.ndim != 4:
         raise ValueError(f"logits must be [B, T, S+1, C], got {tuple(logits.shape)}")
     B, T, S1, _ = logits.shape
@@ -196,17 +205,8 @@ def get_rnnt_logprobs_joint(
     return _finish_lattice(px_body, py, boundary, rnnt_type)
 
 
-def get_rnnt_logprobs_pruned(
-    logits: Tensor,
-    symbols: Tensor,
-    ranges: Tensor,
-    termination_symbol: int,
-    boundary: Optional[Tensor] = None,
-    rnnt_type: str = "regular",
-) -> Tuple[Tensor, Tensor]:
-    """(px, py) of the pruned joiner output logits [B, T, s_range, C], where
-    logits[b, t, k] belongs to symbol position ranges[b, t, k]; every other lattice
-    node is -inf."""
+def _check_pruned_inputs(logits: Tensor, symbols: Tensor, ranges: Tensor) -> int:
+    """Checks logits [B, T, s_range, C], ranges [B, T, s_range] in [0, S], symbols [B, S]; returns S."""
     if logits.ndim != 4:
         raise ValueError(f"logits must be [B, T, s_range, C], got {tuple(logits.shape)}")
     B, T, s_range, _ = logits.shape
@@ -221,16 +221,74 @@ def get_rnnt_logprobs_pruned(
         raise ValueError(
             f"ranges must lie in [0, S={S}], got [{int(ranges.min())}, {int(ranges.max())}]"
         )
-    _check_lattice(S, T, rnnt_type, boundary)
-    normalizers = torch.logsumexp(logits, dim=3)  # [B, T, s_range]
+    return S
+
+
+def _pruned_symbol_logits(logits: Tensor, symbols: Tensor, ranges: Tensor, termination_symbol: int) -> Tensor:
+    """[B, T, s_range]: the logit of the symbol that follows each kept position.
+
+    Position s < S is followed by symbols[:, s]; position S (all emitted) by the termination
+    symbol, a placeholder that the lattice drops (no symbol can follow the last one)."""
+    B, T, _ = ranges.shape
+    S = symbols.shape[1]
     with_end = torch.cat([symbols, symbols.new_full((B, 1), termination_symbol)], dim=1)
     pruned_symbols = torch.gather(with_end.unsqueeze(1).expand(B, T, S + 1), 2, ranges)
-    px_pruned = torch.gather(logits, 3, pruned_symbols.unsqueeze(3)).squeeze(3) - normalizers
-    py_pruned = logits[:, :, :, termination_symbol] - normalizers
-    lattice = logits.new_full((B, T, S + 1), float("-inf"))
+    return torch.gather(logits, 3, pruned_symbols.unsqueeze(3)).squeeze(3)
+
+
+def _lattice_from_pruned(
+    px_pruned: Tensor, py_pruned: Tensor, ranges: Tensor, S: int, boundary: Optional[Tensor], rnnt_type: str
+) -> Tuple[Tensor, Tensor]:
+    """Scatters scores of the kept positions [B, T, s_range] into the whole lattice, -inf
+    elsewhere: px [B, S, T(+1)], py [B, S+1, T]."""
+    B, T, _ = ranges.shape
+    lattice = px_pruned.new_full((B, T, S + 1), float("-inf"))
     px_body = lattice.scatter(2, ranges, px_pruned)[:, :, :S].permute(0, 2, 1)
     py = lattice.scatter(2, ranges, py_pruned).permute(0, 2, 1)
     return _finish_lattice(px_body, py, boundary, rnnt_type)
+
+
+def get_rnnt_logprobs_pruned(
+    logits: Tensor,
+    symbols: Tensor,
+    ranges: Tensor,
+    termination_symbol: int,
+    boundary: Optional[Tensor] = None,
+    rnnt_type: str = "regular",
+) -> Tuple[Tensor, Tensor]:
+    """(px, py) of the pruned joiner output logits [B, T, s_range, C], where
+    logits[b, t, k] belongs to symbol position ranges[b, t, k]; every other lattice
+    node is -inf."""
+    S = _check_pruned_inputs(logits, symbols, ranges)
+    _check_lattice(S, logits.shape[1], rnnt_type, boundary)
+    normalizers = torch.logsumexp(logits, dim=3)  # [B, T, s_range]
+    px_pruned = _pruned_symbol_logits(logits, symbols, ranges, termination_symbol) - normalizers
+    py_pruned = logits[:, :, :, termination_symbol] - normalizers
+    return _lattice_from_pruned(px_pruned, py_pruned, ranges, S, boundary, rnnt_type)
+
+
+def get_hat_logprobs_pruned(
+    logits: Tensor,
+    symbols: Tensor,
+    ranges: Tensor,
+    termination_symbol: int,
+    boundary: Optional[Tensor],
+    rnnt_type: str = "regular",
+) -> Tuple[Tensor, Tensor]:
+    """get_rnnt_logprobs_pruned with HAT's output distribution instead of a softmax.
+
+    With b the blank logit (termination_symbol, which must be 0 as in k2) and z_c the
+    others: log P(blank) = log sigmoid(b), and log P(c) = log(1 - sigmoid(b)) +
+    log softmax(z)_c, where 1 - sigmoid(b) = sigmoid(-b) and the softmax runs over the
+    non-blank logits only."""
+    if termination_symbol != 0:
+        raise ValueError(f"HAT needs the blank (termination_symbol) to be 0, got {termination_symbol}")
+    S = _check_pruned_inputs(logits, symbols, ranges)
+    _check_lattice(S, logits.shape[1], rnnt_type, boundary)
+    blank = logits[:, :, :, 0]
+    non_blank_norm = torch.logsumexp(logits[:, :, :, 1:], dim=3) - F.logsigmoid(-blank)
+    px_pruned = _pruned_symbol_logits(logits, symbols, ranges, termination_symbol) - non_blank_norm
+    return _lattice_from_pruned(px_pruned, F.logsigmoid(blank), ranges, S, boundary, rnnt_type)
 
 
 def _loss_from_lattice(
@@ -316,7 +374,7 @@ def rnnt_loss(
     return_grad: bool = False,
 ) -> LossAndGrads:
     """Full-lattice RNN-T loss of the joiner output logits [B, T, S+1, C]."""
-    px, py = get_rnnt_logprobs_joint(logits, symbols, termination_symbol, boundary, rnnt_type)
+    px, py = get_rnnt_logprobs_joint(logits, symbols, termination_symbol, rnnt_type, boundary)
     return _loss_from_lattice(px, py, boundary, rnnt_type, delay_penalty, reduction, return_grad)
 
 
@@ -334,12 +392,10 @@ def rnnt_loss_pruned(
 ) -> LossAndGrads:
     """RNN-T loss on the pruned lattice: logits [B, T, s_range, C] for the symbol
     positions in ranges (from get_rnnt_prune_ranges); paths leaving it are dropped, so
-    the loss is >= rnnt_loss on the same joiner."""
-    if use_hat_loss:
-        raise ValueError("use_hat_loss=True is not implemented here; use --loss-backend k2")
-    px, py = get_rnnt_logprobs_pruned(
-        logits, symbols, ranges, termination_symbol, boundary, rnnt_type
-    )
+    the loss is >= rnnt_loss on the same joiner. use_hat_loss: HAT's output distribution
+    (get_hat_logprobs_pruned) instead of a softmax over all symbols."""
+    logprobs = get_hat_logprobs_pruned if use_hat_loss else get_rnnt_logprobs_pruned
+    px, py = logprobs(logits, symbols, ranges, termination_symbol, boundary, rnnt_type)
     return _loss_from_lattice(px, py, boundary, rnnt_type, delay_penalty, reduction, return_grad)
 
 
