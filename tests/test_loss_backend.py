@@ -1,13 +1,15 @@
 """todm.loss_backend: which module computes the RNN-T loss for each --loss-backend."""
-import argparse
 import sys
 import types
 
 import pytest
 import torch
 
-from todm import rnnt_loss
-from todm.loss_backend import LOSS_BACKENDS, REQUIRED_FUNCTIONS, get_loss_backend
+from conftest import tiny_config
+from todm import rnnt_loss, train
+from todm.loss_backend import REQUIRED_FUNCTIONS, get_loss_backend
+from todm.model import build_model
+from todm.transducer_loss import transducer_forward
 
 
 def _hide(monkeypatch, *names):
@@ -23,11 +25,29 @@ def _fake_backend(name):
     return module
 
 
-def test_todm_backend_is_ours_and_complete():
+class Recorder:
+    """A backend that forwards to ``module`` and records the names the caller uses."""
+
+    def __init__(self, module):
+        self.module, self.used = module, set()
+
+    def __getattr__(self, name):
+        self.used.add(name)
+        return getattr(self.module, name)
+
+
+def test_training_uses_only_the_functions_a_backend_is_checked_for():
+    # REQUIRED_FUNCTIONS is what "auto" checks before accepting k2 or fast_rnnt: a function the
+    # training calls but the list lacks would let an incomplete backend fail mid-training.
     backend = get_loss_backend("todm")
     assert backend is rnnt_loss
-    for name in REQUIRED_FUNCTIONS:
-        assert callable(getattr(backend, name))
+    torch.manual_seed(0)
+    model = build_model(tiny_config())
+    x, x_lens, y = torch.randn(2, 60, 80), torch.tensor([60, 45]), [[3, 4, 5], [6]]
+    recorder = Recorder(backend)
+    out = transducer_forward(model, recorder, x, x_lens, y, spec=None, dropout=0.0)
+    assert recorder.used and recorder.used <= set(REQUIRED_FUNCTIONS), recorder.used - set(REQUIRED_FUNCTIONS)
+    assert torch.isfinite(out.simple_loss) and torch.isfinite(out.pruned_loss)
 
 
 def test_auto_prefers_k2_then_fast_rnnt_then_ours(monkeypatch):
@@ -60,11 +80,14 @@ def test_missing_named_backend_and_unknown_name_fail_clearly(monkeypatch):
         get_loss_backend("warp")
 
 
-def test_choices_for_argparse():
-    assert LOSS_BACKENDS[0] == "auto" and set(LOSS_BACKENDS) == {"auto", "todm", "k2", "fast_rnnt"}
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--loss-backend", choices=LOSS_BACKENDS, default="auto")
-    assert parser.parse_args(["--loss-backend", "todm"]).loss_backend == "todm"
+def test_train_flag_offers_every_backend_and_defaults_to_auto(capsys):
+    parser = train.get_parser()
+    assert parser.parse_args([]).loss_backend == "auto"
+    for name in ("todm", "k2", "fast_rnnt"):
+        assert parser.parse_args(["--loss-backend", name]).loss_backend == name
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--loss-backend", "warp"])
+    assert "--loss-backend: invalid choice: 'warp'" in capsys.readouterr().err
 
 
 def test_installed_fast_rnnt_is_usable_as_backend(monkeypatch):
