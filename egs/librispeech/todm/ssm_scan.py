@@ -29,9 +29,9 @@ O(B C M) each (``carry``, scripted so that it exports as an ONNX Loop). Every te
 a complex number being a (real, imaginary) pair: ONNX has no complex type. The matrices depend
 on the weights only: onnxruntime computes them once, when it loads the model.
 
-Measured alternatives for the loop over chunks (onnxruntime, 1 thread): a log-step doubling
-scan (all E_n in log2(T/L) vectorised steps) was 1.8x slower at 60 s of audio, and the E_n as
-one [T/L, T/L] matrix product per mode is quadratic (14x slower at 60 s).
+Measured alternatives for the loop over chunks (onnxruntime, 1 thread, 60 s of audio, 1024
+channels, M = 16, L = 16..32): a log-step doubling scan (all E_n in log2(T/L) vectorised steps)
+was 1.8-3.4x slower, the E_n as one [T/L, T/L] matrix product per mode (quadratic) 14-38x.
 
 A state can also be given at the start and is returned at the end (``causal_scan``), so that
 a stream can be processed piece by piece with the same result as one pass.
@@ -44,11 +44,12 @@ from typing import NamedTuple
 
 import torch
 
-# Frames per chunk. Per frame and channel the matrix products cost L + 4M multiply-adds and the
-# loop makes T/L steps: 32 measured fastest in onnxruntime at M = 8 and 16 (16: up to 1.6x
-# slower at 60 s of audio, 64: up to 1.5x slower at 5 s). Weights-only memory per channel:
-# 4 (L + 2M) L + 8 M L bytes (12 MB per layer for 512 channels, M = 16, both directions).
-CHUNK = 32
+# Frames per chunk. The matrix products cost L + 4M multiply-adds per frame and channel, the
+# loop makes T/L steps, and the chunk matrices take 4 (L + 4M) L bytes per channel (5 MB per
+# layer at the LibriSpeech preset: 1024 channels of both directions, M = 16). Measured on the
+# whole encoder (bench/bench_onnx_encoder.py dimensions, 5 and 60 s of audio): 16 as fast as 32
+# (within 5-9%) with half the memory; 8 is 1.2x slower at 60 s.
+CHUNK = 16
 
 
 class Modes(NamedTuple):
@@ -77,21 +78,20 @@ def powers(modes: Modes, exponents: torch.Tensor) -> tuple[torch.Tensor, torch.T
     return magnitude * phase.cos(), magnitude * phase.sin()
 
 
-def weighted_powers(modes: Modes, exponents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """2 W z^k, real and imaginary parts [C, M, K]: a state z^k h adds Re(2 W z^k h) to y, that
-    is real part times Re h minus imaginary part times Im h."""
-    z_re, z_im = powers(modes, exponents)
-    w_re, w_im = modes.w_re.unsqueeze(-1), modes.w_im.unsqueeze(-1)
-    return 2.0 * (w_re * z_re - w_im * z_im), 2.0 * (w_re * z_im + w_im * z_re)
+def weight(modes: Modes, z_re: torch.Tensor, z_im: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """2 W z^k from z^k [C, M, K] (real and imaginary parts): a state z^k h adds Re(2 W z^k h)
+    to y, the real part times Re h minus the imaginary part times Im h."""
+    w_re, w_im = 2.0 * modes.w_re.unsqueeze(-1), 2.0 * modes.w_im.unsqueeze(-1)
+    return w_re * z_re - w_im * z_im, w_re * z_im + w_im * z_re
 
 
 def kernel(modes: Modes, length: int) -> torch.Tensor:
     """[C, length] convolution kernel K[l] = 2 Re sum_m W_m z_m^l (length may be a traced size)."""
-    return weighted_powers(modes, torch.arange(length, device=modes.angle.device))[0].sum(1)
+    return weight(modes, *powers(modes, torch.arange(length, device=modes.angle.device)))[0].sum(1)
 
 
 def chunk_operators(modes: Modes, chunk: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The matrices of a chunk of L = ``chunk`` frames.
+    """The matrices of a chunk of L = ``chunk`` frames, all from one table of z^l, l = 0..L.
 
     Returns:
       step: [C, L, L + 2M]; the frames x [..., L] times step are [local y, s_re, s_im]: the
@@ -99,17 +99,22 @@ def chunk_operators(modes: Modes, chunk: int) -> tuple[torch.Tensor, torch.Tenso
       readout: [C, 2M, L]; [E_re, E_im] times readout is what the entering state E adds to
         frame i, 2 Re sum_m W_m z_m^(i+1) E_m.
       z_re, z_im: [C, M], z^L.
+    They depend on the weights only: in an exported graph onnxruntime computes them when it
+    loads the model (constant folding), so they cost memory, not time. Computed per run instead
+    they made an SSM layer 3-4x slower on short inputs; stored in the file, they would not shrink
+    with int8 weights. onnxruntime holds every intermediate of the folding until it ends, so
+    loading peaks above the resident memory (about 2x for the LibriSpeech preset's largest subnet).
     """
     lags = torch.arange(chunk + 1, device=modes.angle.device)
-    wz_re, wz_im = weighted_powers(modes, lags)  # 2 W z^l, l = 0..L
+    z_re, z_im = powers(modes, lags)  # [C, M, L + 1]
+    wz_re, wz_im = weight(modes, z_re, z_im)
     taps = wz_re[..., :chunk].sum(1)  # K[0..L-1]
     lag = lags[:chunk].unsqueeze(0) - lags[:chunk].unsqueeze(1)  # [j, i] -> i - j
     toeplitz = torch.where(lag >= 0, taps[:, lag.clamp(min=0)], 0.0)  # [C, L (from frame j), L (to frame i)]
-    leave = torch.cat(powers(modes, chunk - 1 - lags[:chunk]), 1)  # z^(L-1-j): [C, 2M, L]
+    leave = torch.cat([z_re[..., :chunk], z_im[..., :chunk]], 1).flip(-1)  # z^(L-1-j): [C, 2M, L]
     step = torch.cat([toeplitz, leave.transpose(1, 2)], 2)
     readout = torch.cat([wz_re[..., 1:], -wz_im[..., 1:]], 1)
-    z_re, z_im = powers(modes, lags[chunk:])
-    return step, readout, z_re.squeeze(-1), z_im.squeeze(-1)
+    return step, readout, z_re[..., chunk], z_im[..., chunk]
 
 
 @torch.jit.script
@@ -142,7 +147,7 @@ def initial_state_response(
     """
     h_re, h_im = state
     exponents = torch.arange(1, chunk + 1, device=h_re.device) - offset
-    wz_re, wz_im = weighted_powers(modes, exponents.clamp(min=0))
+    wz_re, wz_im = weight(modes, *powers(modes, exponents.clamp(min=0)))
     y = torch.einsum("bcm,cml->bcl", h_re, wz_re) - torch.einsum("bcm,cml->bcl", h_im, wz_im)
     z_re, z_im = (p.squeeze(-1) for p in powers(modes, exponents[-1:]))
     return torch.cat([y, z_re * h_re - z_im * h_im, z_re * h_im + z_im * h_re], -1)
