@@ -6,10 +6,11 @@ Needs espeak-ng, flite and sox (tools/setup.sh installs them); skipped without.
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 
-from local.tts_voices import VOICES, Voice, probe_voices, synthesize, synthesize_many
+from local.tts_voices import PROBE_TEXT, VOICES, Voice, probe_voices, synthesize, synthesize_many
 
 pytestmark = pytest.mark.skipif(
     not all(shutil.which(p) for p in ("espeak-ng", "flite", "sox")),
@@ -32,6 +33,67 @@ def test_voice_table_has_16_distinct_debian_main_voices():
 
 def test_every_voice_speaks_and_sounds_different():
     probe_voices(VOICES, num_jobs=2)
+
+
+PROBE_SYLLABLES = 8  # "The heavy rain fell on the town."
+
+
+@pytest.fixture(scope="module")
+def spoken(tmp_path_factory) -> dict[str, tuple[np.ndarray, tuple[int, int, str]]]:
+    """{voice id: (samples, (sample rate, channels, subtype))} of PROBE_TEXT spoken by every voice."""
+    tmp = tmp_path_factory.mktemp("voices")
+    jobs = {v.id: (v, PROBE_TEXT, tmp / f"{v.id}.wav") for v in VOICES}
+    assert synthesize_many(jobs, num_jobs=2) == {}
+    formats = {key: sf.info(path) for key, (_, _, path) in jobs.items()}
+    return {key: (sf.read(path, dtype="float32")[0], (formats[key].samplerate, formats[key].channels,
+                                                      formats[key].subtype)) for key, (_, _, path) in jobs.items()}
+
+
+def speech_seconds(x: np.ndarray, rate: int = 16000) -> float:
+    """From the first to the last sample above 5% of the peak: the speech without the pauses
+    the engines add around it."""
+    loud = np.flatnonzero(np.abs(x) > 0.05 * np.abs(x).max())
+    return (loud[-1] - loud[0]) / rate
+
+
+def median_f0(x: np.ndarray, rate: int = 16000) -> float:
+    """Median pitch in Hz of the voiced 40 ms frames: the autocorrelation peak at a lag of
+    70-400 Hz, counted when it holds over half the frame's energy (periodic, so voiced)."""
+    n, found = int(0.04 * rate), []
+    for start in range(0, len(x) - n, n // 2):
+        frame = x[start:start + n] - x[start:start + n].mean()
+        if np.sqrt(np.mean(frame ** 2)) < 0.1 * np.abs(x).max():
+            continue
+        ac = np.correlate(frame, frame, "full")[n - 1:]
+        lo, hi = rate // 400, rate // 70
+        lag = lo + int(np.argmax(ac[lo:hi]))
+        if ac[lag] > 0.5 * ac[0]:
+            found.append(rate / lag)
+    return float(np.median(found))
+
+
+def test_every_voice_speaks_the_text_as_16khz_speech(spoken):
+    for voice in VOICES:
+        x, audio_format = spoken[voice.id]
+        assert audio_format == (16000, 1, "PCM_16"), voice.id
+        assert np.abs(x).max() > 0.1 and np.sqrt(np.mean(x ** 2)) > 0.02, voice.id  # speech, not near-silence
+        # 3-7 syllables per second at the engine's default rate (people: about 4-6)
+        syllables_per_second = PROBE_SYLLABLES / (speech_seconds(x) * voice.speed)
+        assert 3 < syllables_per_second < 7, (voice.id, syllables_per_second)
+
+
+@pytest.mark.parametrize("slow", [v for v in VOICES if v.speed != 1.0 and Voice(v.engine, v.name) in VOICES],
+                         ids=lambda v: v.id)
+def test_speed_stretches_the_speech(spoken, slow):
+    ratio = speech_seconds(spoken[slow.id][0]) / speech_seconds(spoken[Voice(slow.engine, slow.name).id][0])
+    assert ratio == pytest.approx(1 / slow.speed, rel=0.1)
+
+
+def test_pitch_settings_and_variants_change_the_pitch(spoken):
+    f0 = {key: median_f0(x) for key, (x, _) in spoken.items()}
+    assert f0["flite-slt-r0.85-p200"] == pytest.approx(200, rel=0.1)  # flite's pitch: a target in Hz (default 174)
+    assert f0["espeak-en-us-r0.8-p30"] < 0.92 * f0["espeak-en-us"]  # espeak-ng's 30 is below its default 50
+    assert f0["espeak-en+f2"] > 1.5 * f0["espeak-en"]  # a female variant of the same voice
 
 
 def test_probe_catches_a_voice_the_engine_ignores_or_a_failing_one():
