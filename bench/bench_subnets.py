@@ -5,8 +5,8 @@ For every spec of ``SearchSpace.deployable()``: parameters and MACs per second o
 the cost model in todm/subnet.py), and the CPU time of ``forward_encoder`` on one utterance of
 ``--duration`` seconds with the extracted (standalone) model, single-threaded, eval mode,
 median of ``--repeats`` runs after one warm-up. Both SSM convolution paths are timed: FFT (the
-PyTorch default) and direct (the form exported to ONNX). Weights are random: the time does not
-depend on their values.
+PyTorch default) and scan (todm.ssm_scan, the form exported to ONNX). Weights are random: the
+time does not depend on their values.
 
     python bench/bench_subnets.py --duration 10 --repeats 7
 """
@@ -58,7 +58,7 @@ def main() -> None:
     print(f"search space: {config.search_space}; vocab {config.vocab_size}; causal {config.causal}")
     print(f"forward_encoder on {args.duration:g} s ({frames} frames), {args.num_threads} thread(s), "
           f"median of {args.repeats}, torch {torch.__version__}")
-    header = "| subnet | params (M) | MMACs / s audio | fwd FFT (ms) | RTF FFT | fwd direct (ms) | RTF direct |"
+    header = "| subnet | params (M) | MMACs / s audio | fwd FFT (ms) | RTF FFT | fwd scan (ms) | RTF scan |"
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     for spec in config.search_space.deployable(args.num_specs):
@@ -69,9 +69,9 @@ def main() -> None:
                 timings.append(median_seconds(lambda: model.forward_encoder(x, x_lens, fft=fft), args.repeats))
         params = count_parameters(config, spec) / 1e6
         macs = count_macs_per_second(config, spec) / 1e6
-        t_fft, t_direct = timings
+        t_fft, t_scan = timings
         print(f"| {spec} | {params:.2f} | {macs:.1f} | {1e3 * t_fft:.1f} | {t_fft / args.duration:.4f} "
-              f"| {1e3 * t_direct:.1f} | {t_direct / args.duration:.4f} |")
+              f"| {1e3 * t_scan:.1f} | {t_scan / args.duration:.4f} |")
 
 
 if __name__ == "__main__":
