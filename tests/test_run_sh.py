@@ -1,12 +1,25 @@
-"""The smoke test: ./run.sh stages 0-6 on the tiny built-in corpus, as a user runs it."""
+"""The smoke test: ./run.sh stages 0-6 on the tiny built-in corpus, as a user runs it.
 
+Beyond every output being there, its contents are checked against each other: checkpoints
+against the model they describe, WERs recomputed from the recognitions and the corpus
+references, the deployed models' WER against PyTorch's, the report against the results.
+"""
+
+import ast
 import json
 import shutil
 from pathlib import Path
 
 import pytest
+from kaldialign import edit_distance
+from lhotse import load_manifest_lazy
 
 from conftest import run_recipe
+from todm.checkpoint import load_checkpoint_file
+from todm.model import TransducerConfig, build_model
+from todm.subnet import SearchSpace, SubnetSpec, count_parameters
+
+SETS = ("dev", "test")  # the tiny built-in corpus decodes both
 
 
 @pytest.fixture(scope="module")
@@ -18,24 +31,92 @@ def finished(tiny_recipe, tmp_path_factory):
     return recipe, r.stdout + r.stderr
 
 
+def _json(path: Path):
+    return json.loads(path.read_text())
+
+
+def _results(method_dir: Path) -> dict[str, dict]:
+    """{spec: todm.decode results} of one decoding directory."""
+    return {r["spec"]: r for r in map(_json, method_dir.glob("results-*.json"))}
+
+
+def _config(checkpoint: Path) -> tuple[TransducerConfig, dict]:
+    params = load_checkpoint_file(checkpoint)["params"]
+    return TransducerConfig.from_dict(params["model_config"]), params
+
+
 def test_every_stage_leaves_its_outputs(finished):
     recipe, log = finished
     exp = recipe / "exp"
-    assert (exp / "supernet" / "epoch-2.pt").is_file() and (exp / "supernet" / "train_cost.json").is_file()
-    summaries = list((exp / "supernet" / "greedy_search").glob("summary_*.json"))
-    assert summaries and list((exp / "supernet" / "modified_beam_search").glob("results-*.json"))
-    specs = [r["spec"] for r in json.loads(summaries[0].read_text())]
-    assert len(specs) >= 4
+    specs = sorted(_results(exp / "supernet" / "greedy_search"))
+    assert len(specs) >= 4 and list((exp / "supernet" / "modified_beam_search").glob("results-*.json"))
     for spec in specs:
-        base = exp / f"baseline-{spec}"
-        assert (base / "epoch-2.pt").is_file() and list((base / "greedy_search").glob("results-*.json"))
+        assert list((exp / f"baseline-{spec}" / "greedy_search").glob("results-*.json"))
         deploy = exp / "deploy" / spec
-        assert (deploy / "pretrained.pt").is_file() and (deploy / "onnx_results.json").is_file()
         assert len(list(deploy.glob("*.int8.onnx"))) == 3 and len(list(deploy.glob("*.onnx"))) == 6
-    report = (exp / "report" / "report.md").read_text()
-    assert all(spec in report for spec in specs)
-    assert (exp / "report" / "wer_vs_params.png").stat().st_size > 1000
+    assert (exp / "report" / "wer_vs_params.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "exp/report/report.md" in log
+
+
+def test_checkpoints_hold_the_models_they_describe(finished):
+    exp = finished[0] / "exp"
+    config, params = _config(exp / "supernet" / "epoch-2.pt")
+    build_model(config).load_state_dict(load_checkpoint_file(exp / "supernet" / "epoch-2.pt")["model"])
+    cost = _json(exp / "supernet" / "train_cost.json")
+    assert params["cur_epoch"] == cost["epochs"] == 2 and cost["batches"] == params["batch_idx_train"] > 0
+    assert cost["wall_seconds"] > 0 and cost["largest_params"] == count_parameters(config, config.search_space.largest())
+    for spec in _results(exp / "supernet" / "greedy_search"):
+        baseline, _ = _config(exp / f"baseline-{spec}" / "epoch-2.pt")
+        assert baseline.search_space == SearchSpace.single(SubnetSpec.parse(spec))
+        params_alone = sum(p.numel() for p in build_model(baseline).parameters())
+        assert params_alone == count_parameters(config, SubnetSpec.parse(spec))
+
+
+def _references(recipe: Path, part: str) -> dict[str, list[str]]:
+    cuts = load_manifest_lazy(recipe / "data" / "fbank" / f"builtin_cuts_{part}.jsonl.gz")
+    return {c.id: " ".join(s.text for s in c.supervisions).split() for c in cuts}
+
+
+def _recognitions(path: Path) -> dict[str, tuple[list[str], list[str]]]:
+    """{cut id: (ref, hyp)} of an icefall recogs file (two lines per cut)."""
+    lines = [line.split(":\t", 1) for line in path.read_text().splitlines()]
+    refs = {cut: ast.literal_eval(text[len("ref="):]) for cut, text in lines if text.startswith("ref=")}
+    return {cut: (refs[cut], ast.literal_eval(text[len("hyp="):])) for cut, text in lines if text.startswith("hyp=")}
+
+
+def _wer(pairs) -> float:
+    return 100 * sum(edit_distance(r, h)["total"] for r, h in pairs) / sum(len(r) for r, _ in pairs)
+
+
+@pytest.mark.parametrize("method", ["greedy_search", "modified_beam_search"])
+def test_wers_are_those_of_the_recognitions_of_every_utterance(finished, method):
+    recipe = finished[0]
+    for spec, result in _results(recipe / "exp" / "supernet" / method).items():
+        for part in SETS:
+            recogs = _recognitions(recipe / "exp" / "supernet" / method / f"recogs-{part}-{result['key']}.txt")
+            references = _references(recipe, part)
+            assert {cut: ref for cut, (ref, _) in recogs.items()} == references, (spec, part)
+            assert result["wer"][part] == pytest.approx(_wer(recogs.values())), (spec, part)
+
+
+def test_deployed_models_decode_like_pytorch_and_the_report_says_so(finished):
+    exp = finished[0] / "exp"
+    todm, baselines = _results(exp / "supernet" / "greedy_search"), {}
+    for spec in todm:
+        baselines.update(_results(exp / f"baseline-{spec}" / "greedy_search"))
+        onnx = _json(exp / "deploy" / spec / "onnx_results.json")
+        export = _json(exp / "deploy" / spec / "export.json")
+        assert max(export["onnx_check_fp32"].values()) < 1e-3 and onnx["params"] == todm[spec]["params"]
+        for part in SETS:  # the report's tolerance for sherpa-onnx fp32 vs PyTorch
+            assert abs(onnx["wer"]["fp32"]["greedy_search"][part] - todm[spec]["wer"][part]) <= 0.5, (spec, part)
+    rows = {row["spec"]: row for row in _json(exp / "report" / "report.json")["rows"]}
+    report = (exp / "report" / "report.md").read_text()
+    assert set(rows) == set(todm)
+    for spec, row in rows.items():
+        assert row["wer"] == todm[spec]["wer"] and row["baseline_wer"] == baselines[spec]["wer"]
+        difference = 100 * (row["wer"]["test"] - row["baseline_wer"]["test"]) / row["baseline_wer"]["test"]
+        assert row["relative_difference"]["test"] == pytest.approx(difference)
+        assert f"| {spec} | {row['params']:,} |" in report
 
 
 def test_rerun_skips_finished_work(finished):
