@@ -36,6 +36,7 @@ master_port=12354
 train_args=""           # extra flags for todm.train, e.g. "--num-random-subnets 3 --kd-weight 0.5"
 model_args=""           # model-shape flags for todm.train (see python -m todm.train --help)
 baselines=true          # stage 5: individually trained baselines of the deployed archs
+dry_run=false           # stages 3 and 5 print each todm.train command and the model it builds, and train nothing
 
 # decoding and deployment (stages 4-6)
 avg=                    # checkpoints averaged for decoding/export; default per corpus
@@ -134,6 +135,11 @@ fi
 
 # Launches todm.train: one process, or torchrun with world_size processes per node.
 train() {
+  if $dry_run; then  # the command, then its model's config and size (todm.describe_model)
+    echo "todm.train $*"
+    python -m todm.describe_model --vocab-size "$vocab_size" "$@"
+    return
+  fi
   if [ "$world_size" -gt 1 ] || [ "$num_nodes" -gt 1 ]; then
     torchrun --nproc-per-node "$world_size" --nnodes "$num_nodes" --node-rank "$node_rank" \
       --master-addr "$master_addr" --master-port "$master_port" -m todm.train "$@"

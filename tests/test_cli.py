@@ -13,6 +13,7 @@ SCRIPTS = [
     ["local/compute_fbank.py"], ["local/train_bpe.py", "--lang-dir", "x", "--vocab-size", "9", "--cuts", "x"],
     ["-m", "todm.train"], ["-m", "todm.decode"], ["-m", "todm.export", "--tokens", "x"], ["-m", "todm.sherpa_decode"],
     ["-m", "todm.report"], ["-m", "todm.list_subnets", "--exp-dir", "x", "--epoch", "1"], ["-m", "todm.select_subnets"],
+    ["-m", "todm.describe_model"],
     ["bench/bench_loss.py"], ["bench/bench_subnets.py"], ["bench/bench_train_step.py"],
     ["bench/bench_scaling.py"], ["bench/bench_decode.py"],
 ]
