@@ -9,6 +9,7 @@ from todm.loss_backend import get_loss_backend
 from todm.model import build_model, count_parameters
 from todm.sandwich import SandwichConfig, sample_sandwich, sandwich_step
 from todm.subnet import SearchSpace, SubnetSpec
+from todm.transducer_loss import loss_scales
 
 API = get_loss_backend("todm")
 
@@ -24,10 +25,13 @@ def _setup(seed: int = 0, space: SearchSpace | None = None):
     return model, num_params, (x, x_lens, y)
 
 
-def _step(cfg: SandwichConfig, rule=DropoutRule(0.2), seed: int = 0, batch_idx: int = 3000, space=None):
+def _step(cfg: SandwichConfig, rule=DropoutRule(0.2), seed: int = 0, batch_idx: int = 3000, space=None,
+          autocast_dtype=None, model_hook=None):
     model, num_params, batch = _setup(seed, space)
+    if model_hook is not None:
+        model_hook(model)
     subnets = sample_sandwich(model.config.search_space, random.Random(0), cfg.num_random_subnets)
-    res = sandwich_step(model, API, batch, subnets, cfg, rule, num_params, batch_idx)
+    res = sandwich_step(model, API, batch, subnets, cfg, rule, num_params, batch_idx, autocast_dtype=autocast_dtype)
     grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
     return res, grads, subnets
 
@@ -131,3 +135,35 @@ def test_gradients_are_the_sum_of_each_subnets_gradient():
         torch.testing.assert_close(grad, expected, rtol=1e-4, atol=1e-6, msg=name)
     shared = "decoder.embedding.weight"  # every subnet adds to it: the sum is none of its terms
     assert all(not torch.allclose(grads[shared], g[shared], atol=1e-6) for g in alone)
+
+
+def test_bf16_autocast_step_on_cpu_is_close_to_float32():
+    # What todm.train --use-bf16 true does on a CPU: the same step under bfloat16 autocast.
+    joiner_dtypes = []
+
+    def record_joiner_dtype(model):
+        model.joiner.register_forward_hook(lambda module, args, out: joiner_dtypes.append(out.dtype))
+
+    cfg = SandwichConfig(num_random_subnets=1)
+    ref, ref_grads, _ = _step(cfg, DropoutRule(0.0))
+    res, grads, _ = _step(cfg, DropoutRule(0.0), autocast_dtype=torch.bfloat16, model_hook=record_joiner_dtype)
+    assert res.finite and set(joiner_dtypes) == {torch.bfloat16}  # autocast really ran
+    for kind, losses in ref.losses.items():
+        for name, value in losses.items():
+            assert res.losses[kind][name] == pytest.approx(value, rel=0.01), (kind, name)
+    assert set(grads) == set(ref_grads)
+    for name, grad in grads.items():  # bf16 keeps 8 bits of mantissa: about 0.4% per rounding
+        assert torch.isfinite(grad).all() and (grad - ref_grads[name]).norm() <= 0.1 * ref_grads[name].norm(), name
+    total = torch.cat([(grads[n] - ref_grads[n]).flatten() for n in grads]).norm()
+    assert total <= 0.02 * torch.cat([g.flatten() for g in ref_grads.values()]).norm()
+
+
+@pytest.mark.parametrize("batch_idx, simple, pruned", [(0, 1.0, 0.1), (1000, 0.75, 0.55), (2000, 0.5, 1.0),
+                                                       (9000, 0.5, 1.0)])
+def test_loss_warm_up_moves_weight_from_simple_to_pruned_loss(batch_idx, simple, pruned):
+    # icefall's warm-up over warm_step batches: simple 1 -> simple_loss_scale, pruned 0.1 -> 1
+    assert loss_scales(batch_idx, 2000, 0.5) == pytest.approx((simple, pruned))
+    res, _, _ = _step(SandwichConfig(num_random_subnets=0, kd=False, warm_step=2000), batch_idx=batch_idx)
+    for losses in res.losses.values():
+        expected = simple * losses["simple_loss"] + pruned * losses["pruned_loss"]
+        assert losses["loss"] == pytest.approx(expected, rel=1e-5)
