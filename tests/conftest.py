@@ -13,6 +13,19 @@ from todm.subnet import SearchSpace
 ROOT = Path(__file__).resolve().parents[1]
 
 
+# Why a reference implementation may be missing, for the skip message of the tests comparing with it.
+REFERENCE_HINTS = {
+    "fast_rnnt": "tools/install_extras.sh fast_rnnt builds it (about 4 min); CI does not (README: k2, "
+                 "icefall, fast_rnnt)",
+    "k2": "the package registry has no k2 build for this torch/Python (https://k2-fsa.github.io/k2/)",
+}
+
+
+def import_reference(name: str):
+    """The module ``name`` (k2 or fast_rnnt), or skip the test saying how to get it."""
+    return pytest.importorskip(name, reason=f"{name} is not installed: {REFERENCE_HINTS[name]}")
+
+
 def tiny_config(vocab_size: int = 20, **kw) -> TransducerConfig:
     space = kw.pop("search_space", SearchSpace(layers=(1, 2), ffn_dims=(16, 32), heads=(1, 2)))
     return TransducerConfig(vocab_size=vocab_size, subsampling_channels=(4, 8, 8), encoder_dim=16, head_dim=4,

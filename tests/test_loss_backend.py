@@ -5,7 +5,7 @@ import types
 import pytest
 import torch
 
-from conftest import tiny_config
+from conftest import import_reference, tiny_config
 from todm import rnnt_loss, train
 from todm.loss_backend import REQUIRED_FUNCTIONS, get_loss_backend
 from todm.model import build_model
@@ -91,7 +91,7 @@ def test_train_flag_offers_every_backend_and_defaults_to_auto(capsys):
 
 
 def test_installed_fast_rnnt_is_usable_as_backend(monkeypatch):
-    pytest.importorskip("fast_rnnt")
+    import_reference("fast_rnnt")
     _hide(monkeypatch, "k2")
     backend = get_loss_backend("auto")
     assert backend.__name__ == "fast_rnnt"

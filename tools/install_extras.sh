@@ -9,11 +9,13 @@
 # The extras go into the environment that path.sh activates (tools/venv, or the python3 on
 # PATH with TODM_NO_VENV=1). Idempotent: an extra that already imports is skipped.
 #
-# fast_rnnt==1.3 (about 1.5 min on 2 cores): the registry has only an sdist, whose CMake
+# fast_rnnt==1.3: the registry has only an sdist, whose CMake
 # fetches pybind11 from GitHub. We build it offline (reference: environment.md section 2,
 # recipe A): FetchContent is pointed at the pybind11 sdist unpacked in tools/sdist/, CUDA is
 # off (an nvcc that does not match torch's CUDA breaks the build), C++17 (torch needs it), and
 # pip runs with --no-build-isolation --no-deps so it never re-resolves torch.
+# Measured on a 2-core machine busy with other work: fetching the pybind11 sdist 1.6 min (pip
+# prepares its metadata), building fast_rnnt 2.6 min on one core (1.7 min of CPU).
 # k2 is deliberately not offered: the registry has no build of it for this torch/Python.
 set -euo pipefail
 
@@ -54,7 +56,8 @@ install_fast_rnnt() {
   export FT_CMAKE_ARGS="-DCMAKE_BUILD_TYPE=Release -DFT_BUILD_TESTS=OFF -DFT_WITH_CUDA=OFF \
 -DCMAKE_CXX_STANDARD=17 -DFETCHCONTENT_FULLY_DISCONNECTED=ON \
 -DFETCHCONTENT_SOURCE_DIR_PYBIND11=$pybind11_src -DPYBIND11_FINDPYTHON=OFF"
-  export FT_MAKE_ARGS="-j$(nproc)"
+  # every core: nproc alone obeys OMP_NUM_THREADS, which path.sh sets to 1
+  export FT_MAKE_ARGS="-j$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)"
   log "building fast_rnnt==$fast_rnnt_version (CPU only) against torch $torch_version"
   pip install -q --no-build-isolation --no-deps --no-binary fast_rnnt "fast_rnnt==$fast_rnnt_version"
   "$python" -c "import fast_rnnt, torch; print('[install_extras] ok: fast_rnnt imports,' \
