@@ -43,12 +43,13 @@ def test_causal_scan_equals_frame_by_frame_recurrence(length, with_state):
     modes = double(default_layer(causal=True).modes(2)[0])
     g = torch.Generator().manual_seed(length)
     u = torch.randn(2, modes.angle.size(0), length, generator=g, dtype=torch.float64)
-    h0 = torch.randn(2, *modes.angle.shape, 2, generator=g, dtype=torch.float64) if with_state else None
-    y, (h_re, h_im) = causal_scan(u, modes, None if h0 is None else (h0[..., 0], h0[..., 1]))
-    ref_y, ref_h = recurrence(u, modes, torch.zeros(()) if h0 is None else torch.complex(h0[..., 0], h0[..., 1]))
+    channels, num_modes = modes.angle.shape
+    h0 = torch.randn(2, channels, 2, num_modes, generator=g, dtype=torch.float64) if with_state else None
+    y, h = causal_scan(u, modes, h0)
+    ref_y, ref_h = recurrence(u, modes, torch.zeros(()) if h0 is None else torch.complex(h0[:, :, 0], h0[:, :, 1]))
     torch.testing.assert_close(y, ref_y, rtol=1e-9, atol=1e-9)
-    torch.testing.assert_close(torch.complex(h_re, h_im), ref_h.expand_as(h_re).to(torch.complex128), rtol=1e-9,
-                               atol=1e-9)
+    torch.testing.assert_close(torch.complex(h[:, :, 0], h[:, :, 1]), ref_h.expand(2, channels, num_modes).to(
+        torch.complex128), rtol=1e-9, atol=1e-9)
 
 
 @pytest.mark.parametrize("causal", [False, True])
@@ -76,8 +77,7 @@ def test_pieces_with_carried_state_equal_one_pass():
             y, state = causal_scan(u[..., start:end], modes, state)
             pieces.append(y)
     torch.testing.assert_close(torch.cat(pieces, -1), whole, rtol=1e-5, atol=1e-5)
-    for got, ref in zip(state, final):
-        torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(state, final, rtol=1e-5, atol=1e-5)
 
 
 def test_zero_frames_is_a_clear_error():
@@ -102,9 +102,8 @@ class Stateful(torch.nn.Module):
         super().__init__()
         self.layer = layer
 
-    def forward(self, u, h_re, h_im):
-        y, (h_re, h_im) = causal_scan(u, self.layer.modes(2)[0], (h_re, h_im))
-        return y, h_re, h_im
+    def forward(self, u, h):
+        return causal_scan(u, self.layer.modes(2)[0], h)
 
 
 def _export(module: torch.nn.Module, args: tuple, path, names: list[str], outputs: list[str]) -> ort.InferenceSession:
@@ -126,11 +125,11 @@ def test_exports_to_onnx_with_dynamic_length(tmp_path):
         np.testing.assert_allclose(y, Bidirectional(layer)(u).numpy(), rtol=1e-4, atol=1e-4)
 
     causal = default_layer(causal=True).eval()
-    h = torch.randn(1, channels, DEFAULTS.state_dim // 2)
-    session = _export(Stateful(causal), (torch.randn(1, channels, 40), h, h), tmp_path / "state.onnx",
-                      ["u", "h_re", "h_im"], ["y", "next_re", "next_im"])
+    h = torch.randn(1, channels, 2, DEFAULTS.state_dim // 2)
+    session = _export(Stateful(causal), (torch.randn(1, channels, 40), h), tmp_path / "state.onnx", ["u", "h"],
+                      ["y", "next_h"])
     for length in (1, CHUNK + 3):
-        u, h_re, h_im = torch.randn(1, channels, length), torch.randn_like(h), torch.randn_like(h)
-        got = session.run(None, {"u": u.numpy(), "h_re": h_re.numpy(), "h_im": h_im.numpy()})
-        for a, b in zip(got, Stateful(causal)(u, h_re, h_im)):
+        u, h = torch.randn(1, channels, length), torch.randn_like(h)
+        got = session.run(None, {"u": u.numpy(), "h": h.numpy()})
+        for a, b in zip(got, Stateful(causal)(u, h)):
             np.testing.assert_allclose(a, b.numpy(), rtol=1e-4, atol=1e-4)

@@ -26,15 +26,16 @@ slow in any runtime; so the sequence is cut into chunks of L frames (``CHUNK``):
 The local outputs and s_n of all chunks come out of one batched matrix product (``step``), so
 do the E_n terms (``readout``); only E_(n+1) = z^L E_n + s_n runs as a loop, T/L steps of
 O(B C M) each (``carry``, scripted so that it exports as an ONNX Loop). Every tensor is real,
-a complex number being a (real, imaginary) pair: ONNX has no complex type. The matrices depend
-on the weights only: onnxruntime computes them once, when it loads the model.
+ONNX having no complex type: a state of M complex modes is a real [..., 2, M] tensor (real
+parts, then imaginary parts; ``multiply`` multiplies it by z). The matrices depend on the
+weights only: onnxruntime computes them once, when it loads the model.
 
 Measured alternatives for the loop over chunks (onnxruntime, 1 thread, 60 s of audio, 1024
 channels, M = 16, L = 16..32): a log-step doubling scan (all E_n in log2(T/L) vectorised steps)
 was 1.8-3.4x slower, the E_n as one [T/L, T/L] matrix product per mode (quadratic) 14-38x.
 
-A state can also be given at the start and is returned at the end (``causal_scan``), so that
-a stream can be processed piece by piece with the same result as one pass.
+A state [B, C, 2, M] can also be given at the start and is returned at the end
+(``causal_scan``), so that a stream can be processed piece by piece with the result of one pass.
 
 ``scan_conv`` is the drop-in for ``fft_conv``: its backward direction (frames strictly in the
 future, see ``fft_conv``) is the causal scan of the time-reversed input delayed by one frame.
@@ -98,7 +99,7 @@ def chunk_operators(modes: Modes, chunk: int) -> tuple[torch.Tensor, torch.Tenso
         Toeplitz part sum_{j <= i} K[i-j] x_j and what the chunk leaves behind, s = sum_j z^(L-1-j) x_j.
       readout: [C, 2M, L]; [E_re, E_im] times readout is what the entering state E adds to
         frame i, 2 Re sum_m W_m z_m^(i+1) E_m.
-      z_re, z_im: [C, M], z^L.
+      a, b: [C, 2, M], the ``multiplier`` of z^L (a whole chunk's decay of the state).
     They depend on the weights only: in an exported graph onnxruntime computes them when it
     loads the model (constant folding), so they cost memory, not time. Computed per run instead
     they made an SSM layer 3-4x slower on short inputs; stored in the file, they would not shrink
@@ -114,66 +115,62 @@ def chunk_operators(modes: Modes, chunk: int) -> tuple[torch.Tensor, torch.Tenso
     leave = torch.cat([z_re[..., :chunk], z_im[..., :chunk]], 1).flip(-1)  # z^(L-1-j): [C, 2M, L]
     step = torch.cat([toeplitz, leave.transpose(1, 2)], 2)
     readout = torch.cat([wz_re[..., 1:], -wz_im[..., 1:]], 1)
-    return step, readout, z_re[..., chunk], z_im[..., chunk]
+    return step, readout, *multiplier(z_re[..., chunk], z_im[..., chunk])
+
+
+def multiplier(z_re: torch.Tensor, z_im: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(a, b) such that ``multiply(h, a, b)`` is z h, for z = z_re + i z_im [..., M].
+
+    A complex vector h of M modes is stored as one real tensor [..., 2, M] (real parts, then
+    imaginary parts); with z = c + i d, z (x + i y) = (c x - d y) + i (c y + d x), that is
+    [c; c] * [x; y] + [-d; d] * [y; x], and [y; x] is h flipped along its re/im axis.
+    """
+    return torch.stack([z_re, z_re], -2), torch.stack([-z_im, z_im], -2)
+
+
+def multiply(h: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """z h for a complex h [..., 2, M] and z's ``multiplier`` (a, b)."""
+    return h * a + h.flip(-2) * b
 
 
 @torch.jit.script
-def carry(
-    s_re: torch.Tensor, s_im: torch.Tensor, z_re: torch.Tensor, z_im: torch.Tensor, h_re: torch.Tensor,
-    h_im: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def carry(s: torch.Tensor, a: torch.Tensor, b: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The state entering each chunk, E <- z^L E + s_n, as a loop over chunks (an ONNX Loop).
 
-    s_re, s_im: [N, B, C, M], what each chunk leaves behind; z_re, z_im: [C, M], z^L; h_re,
-    h_im: [B, C, M], the state entering chunk 0. Returns the states entering chunks 0..N-1
-    ([N, B, C, M] each) and the state after the last chunk ([B, C, M] each).
+    s: [N, B, C, 2, M], what each chunk leaves behind; (a, b): the ``multiplier`` of z^L; h:
+    [B, C, 2, M], the state entering chunk 0. Returns the states entering chunks 0..N-1
+    [N, B, C, 2, M] and the state after the last chunk [B, C, 2, M].
     """
-    entering_re, entering_im = [], []
-    for n in range(s_re.size(0)):
-        entering_re.append(h_re)
-        entering_im.append(h_im)
-        h_re, h_im = z_re * h_re - z_im * h_im + s_re[n], z_re * h_im + z_im * h_re + s_im[n]
-    return torch.stack(entering_re), torch.stack(entering_im), h_re, h_im
+    entering = []
+    for n in range(s.size(0)):
+        entering.append(h)
+        h = multiply(h, a, b) + s[n]
+    return torch.stack(entering), h
 
 
-def initial_state_response(
-    modes: Modes, state: tuple[torch.Tensor, torch.Tensor], offset: int, chunk: int
-) -> torch.Tensor:
-    """What a state h entering at frame ``offset`` of a chunk adds to the chunk's ``x @ step``.
+def initial_state_response(modes: Modes, state: torch.Tensor, offset: int, chunk: int) -> torch.Tensor:
+    """What a state h [B, C, 2, M] entering at frame ``offset`` of a chunk adds to ``x @ step``.
 
     Returns [B, C, L + 2M]: 2 Re sum_m W_m z_m^(i+1-offset) h_m for frames i >= offset (earlier
     frames are padding: their exponent is clamped at 0 and their output dropped), then what h
-    leaves behind at the chunk's end, z^(L-offset) h (re, im).
+    leaves behind at the chunk's end, z^(L-offset) h.
     """
-    h_re, h_im = state
-    exponents = torch.arange(1, chunk + 1, device=h_re.device) - offset
+    exponents = torch.arange(1, chunk + 1, device=state.device) - offset
     wz_re, wz_im = weight(modes, *powers(modes, exponents.clamp(min=0)))
-    y = torch.einsum("bcm,cml->bcl", h_re, wz_re) - torch.einsum("bcm,cml->bcl", h_im, wz_im)
+    y = torch.einsum("bckm,ckml->bcl", state, torch.stack([wz_re, -wz_im], 1))
     z_re, z_im = (p.squeeze(-1) for p in powers(modes, exponents[-1:]))
-    return torch.cat([y, z_re * h_re - z_im * h_im, z_re * h_im + z_im * h_re], -1)
-
-
-def entering_states(
-    left: torch.Tensor, z_re: torch.Tensor, z_im: torch.Tensor
-) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-    """From what every chunk leaves behind, left = [s_re, s_im] [B, C, N, 2M], and z^L: the states
-    entering the chunks, [E_re, E_im] [B, C, N, 2M], and the state after the last one (re, im)."""
-    s = left.permute(2, 0, 1, 3)  # [N, B, C, 2M]: the loop runs over the first axis
-    num_modes = z_re.size(-1)
-    h0 = s.new_zeros(s.shape[1:-1] + (num_modes,))
-    e_re, e_im, h_re, h_im = carry(s[..., :num_modes], s[..., num_modes:], z_re, z_im, h0, h0)
-    return torch.cat([e_re, e_im], 3).permute(1, 2, 0, 3), (h_re, h_im)
+    return torch.cat([y, multiply(state, *multiplier(z_re, z_im)).flatten(2)], -1)
 
 
 def causal_scan(
-    u: torch.Tensor, modes: Modes, state: tuple[torch.Tensor, torch.Tensor] | None = None, chunk: int = CHUNK
-) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    u: torch.Tensor, modes: Modes, state: torch.Tensor | None = None, chunk: int = CHUNK
+) -> tuple[torch.Tensor, torch.Tensor]:
     """y[t] = sum_{s <= t} K[t-s] u[s] + 2 Re sum_m W_m z_m^(t+1) h_m and the state after frame T-1.
 
-    u: [B, C, T], T >= 1; modes: C channels; state: (re, im), [B, C, M] each, the state h before
-    frame 0 (None: zero). Returns y [B, C, T] and the final state (re, im). Run on consecutive
-    pieces of a sequence, each starting from the state the previous one returned, it gives the
-    result of one run over the whole.
+    u: [B, C, T], T >= 1; modes: C channels; state: [B, C, 2, M] (real parts, imaginary parts),
+    the state h before frame 0 (None: zero). Returns y [B, C, T] and the final state. Run on
+    consecutive pieces of a sequence, each starting from the state the previous one returned,
+    it gives the result of one run over the whole.
 
     The input is padded at the front to whole chunks (zeros entering a zero state leave it
     zero, so the final state is exact); the initial state enters where the real frames begin.
@@ -184,12 +181,14 @@ def causal_scan(
     num_chunks = (length + chunk - 1) // chunk
     pad = num_chunks * chunk - length
     x = torch.cat([u.new_zeros(batch, channels, pad), u], -1).reshape(batch, channels, num_chunks, chunk)
-    step, readout, z_re, z_im = (t.to(u.dtype) for t in chunk_operators(modes, chunk))
+    step, readout, a, b = (t.to(u.dtype) for t in chunk_operators(modes, chunk))
     local = torch.matmul(x, step)  # [B, C, N, L + 2M]: local outputs, then what each chunk leaves
     if state is not None:
         first = local[:, :, :1] + initial_state_response(modes, state, pad, chunk).to(u.dtype).unsqueeze(2)
         local = torch.cat([first, local[:, :, 1:]], 2)
-    entering, final = entering_states(local[..., chunk:], z_re, z_im)
+    left = local[..., chunk:].reshape(batch, channels, num_chunks, 2, -1).permute(2, 0, 1, 3, 4)
+    entering, final = carry(left, a, b, left.new_zeros(left.shape[1:]))  # the loop runs over chunks
+    entering = entering.permute(1, 2, 0, 3, 4).reshape(batch, channels, num_chunks, -1)
     y = local[..., :chunk] + torch.matmul(entering, readout)
     return y.reshape(batch, channels, num_chunks * chunk)[..., pad:], final
 
