@@ -15,7 +15,7 @@ SCRIPTS = [
     ["-m", "todm.report"], ["-m", "todm.list_subnets", "--exp-dir", "x", "--epoch", "1"], ["-m", "todm.select_subnets"],
     ["-m", "todm.describe_model"],
     ["bench/bench_loss.py"], ["bench/bench_subnets.py"], ["bench/bench_train_step.py"],
-    ["bench/bench_scaling.py"], ["bench/bench_decode.py"],
+    ["bench/bench_scaling.py"], ["bench/bench_decode.py"], ["bench/bench_convergence.py"], ["bench/bench_threads.py"],
 ]
 
 

@@ -1,0 +1,27 @@
+"""bench/bench_convergence.py reads the default run's preset and the trainer's validation log."""
+
+import importlib.util
+
+from conftest import ROOT
+
+spec = importlib.util.spec_from_file_location("bench_convergence", ROOT / "bench" / "bench_convergence.py")
+bench = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bench)
+
+
+def test_reads_the_preset_run_sh_uses_for_the_builtin_corpus():
+    preset = bench.read_preset(ROOT / "conf" / "builtin.sh")
+    run_sh = (ROOT / "run.sh").read_text()
+    assert ". conf/builtin.sh" in run_sh
+    assert preset["vocab_size"] == "256" and float(preset["max_duration"]) > 0
+    assert "--use-ctc true" in " ".join(preset["preset_train_args"].split())
+
+
+def test_valid_loss_of_each_epoch_is_the_validation_after_it(tmp_path):
+    log_dir = tmp_path / "log"
+    log_dir.mkdir()
+    (log_dir / "log-train-2026-01-01").write_text(
+        "x validation: largest 9.0\n"  # a mid-epoch validation (--valid-interval) is not an epoch's
+        "x epoch 1 done; filtered cuts: none\nx validation: largest 1.5, smallest 2.5\n"
+        "x epoch 2, batch 700, 3 utts\nx epoch 2 done; filtered cuts: none\nx validation: largest 0.75\n")
+    assert bench.valid_losses(tmp_path) == {1: {"largest": 1.5, "smallest": 2.5}, 2: {"largest": 0.75}}
