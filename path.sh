@@ -15,3 +15,6 @@ export PYTHONIOENCODING=UTF-8
 export PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python
 # Each process uses its own torch thread count (set by the scripts); avoid oversubscription.
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+# Idle OpenMP threads sleep instead of spinning: on a machine where another process holds a core,
+# spinning threads slowed a 2-thread training step 30-40x (bench/bench_threads.py).
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}

@@ -15,6 +15,7 @@ checkpoint in --exp-dir; what run.sh uses, so a killed stage 3 continues where i
 
 import argparse
 import logging
+import os
 import random
 import time
 from pathlib import Path
@@ -35,7 +36,8 @@ from todm.model import add_model_arguments, build_model, config_from_args, count
 from todm.sandwich import SandwichConfig, sample_sandwich, sandwich_step
 from todm.adaptive_dropout import DropoutRule
 from todm.subnet import SubnetSpec
-from todm.training_setup import add_training_arguments, make_optimizer, sandwich_config_from_args, training_cost
+from todm.training_setup import (add_training_arguments, cpu_threads, make_optimizer, sandwich_config_from_args,
+                                 training_cost)
 from todm.transducer_loss import transducer_forward
 from todm.utils import WriteError, fix_random_seed, save_json, setup_logger
 
@@ -69,10 +71,13 @@ def main() -> None:
     info = setup_dist()
     device = torch.device("cuda", info.local_rank) if torch.cuda.is_available() and args.device != "cpu" \
         else torch.device("cpu")
-    if device.type == "cpu":
-        torch.set_num_threads(args.num_threads)
     exp_dir: Path = args.exp_dir
     setup_logger(exp_dir / "log" / "log-train", info.rank, info.world_size)
+    if device.type == "cpu":
+        threads, why = cpu_threads(args.num_threads, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+        torch.set_num_threads(threads)
+        logging.info(f"{threads} torch thread(s) per process ({why}); OMP_WAIT_POLICY="
+                     f"{os.environ.get('OMP_WAIT_POLICY', 'unset (active: slow when another process holds a core)')}")
     fix_random_seed(args.seed)
 
     sp = spm.SentencePieceProcessor(model_file=str(args.bpe_model))

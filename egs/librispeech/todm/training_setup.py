@@ -2,6 +2,7 @@
 
 import argparse
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,8 @@ def add_training_arguments(parser: argparse.ArgumentParser, loss_backends: tuple
     g.add_argument("--max-batches", type=int, default=0, help="stop after this many batches (smoke tests)")
     g.add_argument("--seed", type=int, default=42)
     g.add_argument("--device", choices=("auto", "cpu"), default="auto")
-    g.add_argument("--num-threads", type=int, default=2, help="torch threads per process on CPU")
+    g.add_argument("--num-threads", type=int, default=0,
+                   help="torch threads per process on CPU; 0: the cores this process may use / processes per node")
     g.add_argument("--use-fp16", type=str2bool, default=False, help="float16 autocast + grad scaler (CUDA)")
     g.add_argument("--use-bf16", type=str2bool, default=False, help="bfloat16 autocast (CUDA)")
     g.add_argument("--tensorboard", type=str2bool, default=True)
@@ -67,6 +69,17 @@ def add_training_arguments(parser: argparse.ArgumentParser, loss_backends: tuple
     g.add_argument("--adaptive-dropout", type=str2bool, default=True)
     g.add_argument("--dropout-gamma", type=float, default=1.0,
                    help="adaptive dropout p = p_max * (params/max_params)^gamma, p_max = --dropout")
+
+
+def cpu_threads(requested: int, local_world_size: int) -> tuple[int, str]:
+    """(torch threads per process, why): ``requested`` if > 0, else this process's share of the
+    cores it may run on (``os.sched_getaffinity``: what taskset/cgroups allow, not the machine)."""
+    if requested < 0:
+        raise ValueError(f"--num-threads must be >= 0, got {requested}")
+    if requested > 0:
+        return requested, "--num-threads"
+    cores = len(os.sched_getaffinity(0))
+    return max(1, cores // max(1, local_world_size)), f"{cores} usable core(s) / {local_world_size} process(es)"
 
 
 def sandwich_config_from_args(args: argparse.Namespace) -> SandwichConfig:
