@@ -3,7 +3,8 @@ import argparse
 import sentencepiece as spm
 from lhotse.dataset import DynamicBucketingSampler
 
-from todm.asr_datamodule import AsrDataModule, CutFilter, SkipFirst, frames_after_subsampling
+from todm.asr_datamodule import AsrDataModule, CutFilter, SkipFirst
+from todm.subsampling import subsampled_lengths
 
 
 def _data(recipe):
@@ -30,7 +31,7 @@ def test_filter_counts_what_it_drops(tiny_recipe):
     cuts = list(_data(tiny_recipe).cuts("train"))
     f = CutFilter(sp, min_duration=0.0, max_duration=1e9)
     short = cuts[0].truncate(duration=0.12)  # 12 fbank frames -> 1 encoder frame, fewer than its tokens
-    assert frames_after_subsampling(short.num_frames) < len(sp.encode(short.supervisions[0].text))
+    assert subsampled_lengths(short.num_frames) < len(sp.encode(short.supervisions[0].text))
     assert all(f(c) for c in cuts) and not f(short)
     assert f.report() == "1 (more tokens than frames)"
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from todm.encoder import Encoder, FeedForward, make_pad_mask
-from todm.subsampling import Conv2dSubsampling, subsampled_lengths
+from todm.subsampling import Conv2dSubsampling, frequency_sizes, subsampled_lengths
 
 
 def test_make_pad_mask():
@@ -21,6 +21,19 @@ def test_subsampling_shapes_and_icefall_length_rule():
         expected = ((frames - 7) // 2 + 1) // 2
         assert out.shape == (1, expected, 16) and lens.item() == expected, frames
     assert subsampled_lengths(torch.tensor([100, 1000])).tolist() == [23, 248]
+    assert subsampled_lengths(100) == 23  # plain ints too (the data filter's cut lengths)
+
+
+@pytest.mark.parametrize("in_dim", [7, 8, 13, 80, 81])
+def test_frequency_sizes_are_the_convolutions_outputs(in_dim):
+    embed = Conv2dSubsampling(in_dim=in_dim, out_dim=16, channels=(2, 4, 8))
+    x = torch.randn(1, 1, 20, in_dim)
+    sizes = []
+    for layer in embed.conv:
+        x = layer(x)
+        if isinstance(layer, torch.nn.Conv2d):
+            sizes.append(x.size(3))
+    assert frequency_sizes(in_dim) == tuple(sizes)  # conv1 keeps in_dim (padded), conv2/conv3 halve it
 
 
 def test_subsampling_valid_frames_ignore_padding():

@@ -17,12 +17,8 @@ from lhotse.cut import Cut
 from lhotse.dataset import DynamicBucketingSampler, K2SpeechRecognitionDataset, SpecAugment
 from torch.utils.data import DataLoader
 
+from todm.subsampling import subsampled_lengths
 from todm.utils import str2bool
-
-
-def frames_after_subsampling(num_frames: int) -> int:
-    """Encoder frames for ``num_frames`` fbank frames (Conv2dSubsampling x4)."""
-    return ((num_frames - 7) // 2 + 1) // 2
 
 
 class CutFilter:
@@ -43,7 +39,7 @@ class CutFilter:
         text = " ".join(s.text or "" for s in cut.supervisions).strip()
         if not text:
             return self._drop("empty transcript", cut)
-        if frames_after_subsampling(cut.num_frames) < len(self.sp.encode(text)):
+        if subsampled_lengths(cut.num_frames) < len(self.sp.encode(text)):
             return self._drop("more tokens than frames", cut)
         return True
 

@@ -22,9 +22,15 @@ import torch.nn as nn
 MIN_INPUT_FRAMES = 9  # the smallest T with T' >= 1
 
 
-def subsampled_lengths(x_lens: torch.Tensor) -> torch.Tensor:
-    """Number of encoder frames for utterances of ``x_lens`` fbank frames."""
+def subsampled_lengths(x_lens: torch.Tensor | int) -> torch.Tensor | int:
+    """Number of encoder frames for utterances of ``x_lens`` fbank frames (a tensor or an int)."""
     return ((x_lens - 7) // 2 + 1) // 2
+
+
+def frequency_sizes(in_dim: int) -> tuple[int, int, int]:
+    """Frequency bins after each of the three convolutions (conv1 keeps them: padded by 1)."""
+    f2 = (in_dim - 3) // 2 + 1
+    return in_dim, f2, (f2 - 3) // 2 + 1
 
 
 class Conv2dSubsampling(nn.Module):
@@ -44,8 +50,7 @@ class Conv2dSubsampling(nn.Module):
             nn.Conv2d(c2, c3, kernel_size=3, stride=2),
             nn.ReLU(),
         )
-        freq_out = ((in_dim - 3) // 2 + 1 - 3) // 2 + 1
-        self.out = nn.Linear(c3 * freq_out, out_dim)
+        self.out = nn.Linear(c3 * frequency_sizes(in_dim)[2], out_dim)
 
     def forward(self, x: torch.Tensor, x_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x: [B, T, in_dim] float, x_lens: [B] int64 -> ([B, T', out_dim], [B] int64)."""
