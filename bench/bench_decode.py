@@ -23,7 +23,8 @@ import torch
 from local.compute_fbank import make_extractor
 from todm.checkpoint import load_checkpoint_file
 from todm.decode import decode_batch
-from todm.model import Transducer, TransducerConfig
+from todm.model import Transducer
+from todm.model_config import TransducerConfig
 from todm.sherpa_decode import find_suffix, load_cuts, load_mono, make_recognizer, model_files, recognize
 
 

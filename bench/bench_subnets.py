@@ -17,8 +17,9 @@ import time
 
 import torch
 
-from todm.model import add_model_arguments, build_model, config_from_args
-from todm.subnet import count_macs_per_second, count_parameters
+from todm.cost import count_macs_per_second, count_parameters
+from todm.model import build_model
+from todm.model_config import add_model_arguments, config_from_args
 
 
 def get_parser() -> argparse.ArgumentParser:

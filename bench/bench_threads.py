@@ -25,7 +25,8 @@ import time
 
 STEP = """
 import statistics, sys, time, torch
-from todm.model import TransducerConfig, build_model
+from todm.model import build_model
+from todm.model_config import TransducerConfig
 threads, repeats, batch, frames = map(int, sys.argv[1:5])
 torch.set_num_threads(threads)
 torch.manual_seed(0)

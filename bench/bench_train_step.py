@@ -23,12 +23,14 @@ import time
 import torch
 
 from todm.adaptive_dropout import DropoutRule
+from todm.cost import count_parameters
 from todm.loss_backend import LOSS_BACKENDS, get_loss_backend
-from todm.model import add_model_arguments, build_model, config_from_args
+from todm.model import build_model
+from todm.model_config import add_model_arguments, config_from_args
 from todm.sandwich import SandwichConfig, sample_sandwich, sandwich_step
-from todm.subnet import SearchSpace, count_parameters
+from todm.subnet import SearchSpace
 from todm.training_setup import make_optimizer
-from todm.utils import str2bool
+from todm.utils import int_list, str2bool
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -37,7 +39,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=20, help="utterances per batch")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds of audio per utterance")
     parser.add_argument("--tokens-per-second", type=float, default=4.0, help="target tokens per second of audio")
-    parser.add_argument("--num-random", type=str, default="0,2",
+    parser.add_argument("--num-random", type=int_list, default=(0, 2),
                         help="comma-separated numbers of random subnets per sandwich step to measure")
     parser.add_argument("--baselines", type=str2bool, default=True,
                         help="also time each deployable subnet trained alone, and TODM's cost against their sum")
@@ -83,10 +85,7 @@ def median_step_seconds(model, optimizer, loss_api, batch, space: SearchSpace, c
 
 def main() -> None:
     args = get_parser().parse_args()
-    try:
-        num_random = [int(k) for k in args.num_random.split(",")]
-    except ValueError:
-        raise SystemExit(f"--num-random: expected comma-separated integers, got {args.num_random!r}") from None
+    num_random = args.num_random
     if args.duration < 0.5 or args.batch_size < 1 or args.repeats < 1 or min(num_random) < 0:
         raise SystemExit("need --duration >= 0.5, --batch-size >= 1, --repeats >= 1, --num-random >= 0")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from todm.model import TransducerConfig
+from todm.model_config import TransducerConfig
 from todm.subnet import SearchSpace
 
 ROOT = Path(__file__).resolve().parents[1]

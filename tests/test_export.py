@@ -20,9 +20,11 @@ from lhotse import Fbank, FbankConfig
 from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
 
 from todm.beam_search import modified_beam_search
+from todm.cost import count_parameters
 from todm.export import check_tokens, deploy_subnet, get_parser
-from todm.model import TransducerConfig, build_model
-from todm.subnet import SearchSpace, SubnetSpec, count_parameters
+from todm.model import build_model
+from todm.model_config import TransducerConfig
+from todm.subnet import SearchSpace, SubnetSpec
 from todm.subsampling import MIN_INPUT_FRAMES
 
 SPEC = SubnetSpec(num_layers=1, ffn_dim=8, num_heads=2)

@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from todm.model import TransducerConfig, add_model_arguments, build_model, config_from_args
-from todm.subnet import SearchSpace, SubnetSpec, count_parameters
+from todm.cost import count_parameters
+from todm.model import build_model
+from todm.model_config import TransducerConfig, add_model_arguments, config_from_args
+from todm.subnet import SearchSpace, SubnetSpec
 
 TINY = TransducerConfig(
     vocab_size=20,
@@ -155,7 +157,7 @@ def test_config_round_trip_and_validation():
         TransducerConfig.from_dict({**TINY.to_dict(), "encoder_dims": 3})
 
 
-def test_flags_build_the_config():
+def test_flags_build_the_config(capsys):
     parser = argparse.ArgumentParser()
     add_model_arguments(parser)
     assert config_from_args(parser.parse_args([]), vocab_size=500) == TransducerConfig(vocab_size=500)
@@ -166,6 +168,7 @@ def test_flags_build_the_config():
         config_from_args(parser.parse_args(["--num-layers", "4,2"]), vocab_size=30)
     with pytest.raises(SystemExit):
         parser.parse_args(["--ffn-dim", "1x"])
+    assert "argument --ffn-dim: expected comma-separated integers, got '1x'" in capsys.readouterr().err
 
 
 def test_decoder_context_and_padding():

@@ -16,8 +16,10 @@ from lhotse import load_manifest_lazy
 
 from conftest import run_recipe
 from todm.checkpoint import load_checkpoint_file
-from todm.model import TransducerConfig, build_model
-from todm.subnet import SearchSpace, SubnetSpec, count_parameters
+from todm.cost import count_parameters
+from todm.model import build_model
+from todm.model_config import TransducerConfig
+from todm.subnet import SearchSpace, SubnetSpec
 
 SETS = ("dev", "test")  # the tiny built-in corpus decodes both
 

@@ -5,8 +5,9 @@ import torch
 
 from conftest import tiny_config
 from todm.adaptive_dropout import DropoutRule
+from todm.cost import count_parameters
 from todm.loss_backend import get_loss_backend
-from todm.model import build_model, count_parameters
+from todm.model import build_model
 from todm.sandwich import SandwichConfig, sample_sandwich, sandwich_step
 from todm.subnet import SearchSpace, SubnetSpec
 from todm.transducer_loss import loss_scales

@@ -8,8 +8,8 @@ import pytest
 from conftest import tiny_config
 from test_decode import base_argv, make_tiny_exp
 from todm import decode, select_subnets
+from todm.cost import count_parameters
 from todm.select_subnets import Budget, candidate_specs, choose, parse_budgets, pareto_front
-from todm.subnet import count_parameters
 
 CANDIDATES = [  # spec, params, latency, wer: C is dominated by B, E is dominated by D on latency only
     {"spec": "A", "params": 100, "latency": 0.01, "wer": 30.0},

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from todm.mh_ssm import MultiHeadSSM, fft_conv
-from todm.model import DEFAULT_SEARCH_SPACE, TransducerConfig
+from todm.model_config import DEFAULT_SEARCH_SPACE, TransducerConfig
 from todm.ssm_scan import CHUNK, Modes, causal_scan, kernel, scan_conv
 
 DEFAULTS = TransducerConfig(vocab_size=1)

@@ -42,8 +42,10 @@ from tqdm import tqdm
 from todm.asr_datamodule import AsrDataModule, batch_to_tensors
 from todm.beam_search import greedy_search_batch, modified_beam_search
 from todm.checkpoint import add_weight_arguments, load_model_state
-from todm.model import Transducer, TransducerConfig, build_model
-from todm.subnet import SubnetSpec, count_macs_per_second, count_parameters
+from todm.cost import count_macs_per_second, count_parameters
+from todm.model import Transducer, build_model
+from todm.model_config import TransducerConfig
+from todm.subnet import SubnetSpec
 from todm.subsampling import MIN_INPUT_FRAMES
 from todm.utils import save_json, setup_logger
 from todm.wer import write_results, write_wer_summary

@@ -20,7 +20,9 @@ from typing import Any
 import sentencepiece as spm
 import torch
 
-from todm.model import Transducer, build_model, config_from_args, count_parameters
+from todm.cost import count_parameters
+from todm.model import Transducer, build_model
+from todm.model_config import config_from_args
 from todm.subnet import SubnetSpec
 from todm.train import get_parser as get_train_parser
 

@@ -9,7 +9,8 @@ import argparse
 from pathlib import Path
 
 from todm.checkpoint import load_checkpoint_file
-from todm.model import TransducerConfig, count_parameters
+from todm.cost import count_parameters
+from todm.model_config import TransducerConfig
 from todm.utils import str2bool
 
 

@@ -31,9 +31,10 @@ from typing import Any, Sequence
 import torch
 
 from todm.asr_datamodule import AsrDataModule
+from todm.cost import count_macs_per_second, count_parameters
 from todm.decode import add_checkpoint_arguments, decode_dataset, load_trained_model, pick_device, warm_up
-from todm.model import TransducerConfig
-from todm.subnet import SubnetSpec, count_macs_per_second, count_parameters
+from todm.model_config import TransducerConfig
+from todm.subnet import SubnetSpec
 from todm.utils import save_json, setup_logger
 from todm.wer import compute_error_stats
 

@@ -1,4 +1,4 @@
-"""Subnet specs, the elastic search space, and the cost of a subnet without building it.
+"""Subnet specs and the elastic search space.
 
 A TODM supernet holds the weights of its largest subnet; every smaller subnet is a prefix slice
 of them (OFA/BigNAS style). Three encoder dimensions are elastic (which ones TODM used is not
@@ -15,19 +15,17 @@ every block, the LayerNorms (whose statistics would change if channels were drop
 subsampling output and the joiner's encoder projection; the contract keeps decoder, joiner and
 the simple projections shared by all subnets, which needs one encoder output size.
 
-``count_parameters`` and ``count_macs_per_second`` follow the module definitions in
-subsampling.py, mh_ssm.py, encoder.py, decoder.py and joiner.py; the tests check them against
-built models.
+What a subnet costs (parameters, MACs per second) is computed in cost.py from the model's config.
 """
 
+import argparse
 import itertools
 import random
 import re
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING
+from typing import Any
 
-if TYPE_CHECKING:
-    from todm.model import TransducerConfig
+from todm.utils import int_list
 
 _FIELD_TAGS = (("num_layers", "L"), ("ffn_dim", "F"), ("num_heads", "H"))
 _SPACE_KEYS = (("layers", "num_layers"), ("ffn", "ffn_dim"), ("heads", "num_heads"))
@@ -66,13 +64,6 @@ class SubnetSpec:
                 raise ValueError(f"bad subnet spec {text!r}: field {name} must look like {tag}<int>, got {part!r}")
             values[name] = int(match.group(1))
         return cls(**values)
-
-
-def _parse_choices(key: str, text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise ValueError(f"search space {key}: expected comma-separated integers, got {text!r}") from None
 
 
 @dataclass(frozen=True)
@@ -116,7 +107,10 @@ class SearchSpace:
                 raise ValueError(f"bad search space {text!r}: item {item!r} is not layers=..., ffn=... or heads=...")
             if key in items:
                 raise ValueError(f"bad search space {text!r}: {key} given twice")
-            items[key] = _parse_choices(key, values)
+            try:
+                items[key] = int_list(values)
+            except argparse.ArgumentTypeError as e:
+                raise ValueError(f"search space {key}: {e}") from None
         missing = [k for k in ("layers", "ffn", "heads") if k not in items]
         if missing:
             raise ValueError(f"bad search space {text!r}: missing {', '.join(missing)}")
@@ -173,72 +167,11 @@ class SearchSpace:
         return [path[int(k * (len(path) - 1) / (count - 1) + 0.5)] for k in range(count)]
 
 
-# ---- cost model ------------------------------------------------------------------------------
+def __getattr__(name: str) -> Any:
+    """``from todm.subnet import count_parameters`` (the cost model's old home) still works for
+    export.py until it imports todm.cost; loaded lazily, so this module does not depend on it."""
+    if name in ("count_parameters", "count_macs_per_second"):
+        from todm import cost
 
-FRAMES_PER_SECOND = 100  # 10 ms fbank frames
-
-
-def _subsampling_sizes(config: "TransducerConfig") -> tuple[int, int, int]:
-    """Frequency bins after each of the three convolutions of Conv2dSubsampling."""
-    f1 = config.feature_dim
-    f2 = (f1 - 3) // 2 + 1
-    f3 = (f2 - 3) // 2 + 1
-    return f1, f2, f3
-
-
-def _ssm_head_params(config: "TransducerConfig") -> int:
-    """Parameters of one SSM head: log_dt, skip (per channel); log_a_real, a_imag, C (per mode)."""
-    modes = config.state_dim // 2
-    directions = 1 if config.causal else 2
-    per_channel = 2 + 2 * modes + 2 * modes * directions
-    return config.head_dim * per_channel
-
-
-def count_parameters(config: "TransducerConfig", spec: SubnetSpec) -> int:
-    """Parameters of the standalone model ``extract(spec)`` (all of it: encoder, decoder,
-    joiner, the simple projections used by the pruned loss and the CTC head if any)."""
-    config.search_space.validate(spec)
-    c1, c2, c3 = config.subsampling_channels
-    d, v, dd, j = config.encoder_dim, config.vocab_size, config.decoder_dim, config.joiner_dim
-    f3 = _subsampling_sizes(config)[2]
-    embed = (9 * c1 + c1) + (9 * c1 * c2 + c2) + (9 * c2 * c3 + c3) + (c3 * f3 * d + d)
-
-    width = spec.num_heads * config.head_dim
-    ffn = 2 * (d * spec.ffn_dim + spec.ffn_dim + spec.ffn_dim * d + d)
-    ssm = (d * width + width) + spec.num_heads * _ssm_head_params(config) + (width * width + width) + (width * d + d)
-    norms = 4 * 2 * d
-    encoder = spec.num_layers * (ffn + ssm + norms)
-
-    decoder = v * dd + (dd * 4 * config.context_size if config.context_size > 1 else 0)
-    joiner = (d * j + j) + (dd * j + j) + (j * v + v)
-    simple = (d * v + v) + (dd * v + v)
-    ctc = d * v + v if config.use_ctc else 0
-    return embed + encoder + decoder + joiner + simple + ctc
-
-
-def count_macs_per_second(config: "TransducerConfig", spec: SubnetSpec) -> int:
-    """Multiply-accumulates to recognise one second of audio with the subnet ``spec``.
-
-    Counted: convolutions and linear layers of the encoder (at 100 input frames/s and
-    25 encoder frames/s), the SSM sequence mixing at the cost of its recurrent form (per frame,
-    channel and direction, N/2 complex modes: state update 6 + output 2 real MACs per mode, plus
-    the skip term), and one joiner evaluation per encoder frame (encoder projection + output
-    layer, as greedy search with at most one symbol per frame). Not counted: elementwise ops
-    (norms, activations, gates), the decoder (it runs once per emitted token, not per frame).
-    The recurrent cost is length-independent; the FFT/direct convolution forms used in
-    PyTorch/ONNX cost more per frame on long inputs but compute the same function.
-    """
-    config.search_space.validate(spec)
-    c1, c2, c3 = config.subsampling_channels
-    f1, f2, f3 = _subsampling_sizes(config)
-    d, v, j = config.encoder_dim, config.vocab_size, config.joiner_dim
-    fps = FRAMES_PER_SECOND
-    embed = fps * f1 * c1 * 9 + fps // 2 * f2 * c2 * c1 * 9 + fps // 4 * f3 * c3 * c2 * 9 + fps // 4 * c3 * f3 * d
-
-    width = spec.num_heads * config.head_dim
-    directions = 1 if config.causal else 2
-    scan = width * (directions * 8 * (config.state_dim // 2) + 1)
-    per_frame = 2 * 2 * d * spec.ffn_dim + d * width + width * width + width * d + scan
-    encoder = fps // 4 * spec.num_layers * per_frame
-    joiner = fps // 4 * (d * j + j * v)
-    return embed + encoder + joiner
+        return getattr(cost, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

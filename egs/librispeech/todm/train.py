@@ -26,15 +26,17 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from todm.adaptive_dropout import DropoutRule
 from todm.asr_datamodule import AsrDataModule, CutFilter, batch_to_tensors
 from todm.checkpoint import (find_resume_checkpoint, load_checkpoint, remove_checkpoints, save_checkpoint,
                              update_averaged_model)
+from todm.cost import count_parameters
 from todm.dist import (DistInfo, all_reduce_gradients, all_reduce_sum, broadcast_parameters, cleanup_dist,
                        parameter_digest, setup_dist)
 from todm.loss_backend import LOSS_BACKENDS, get_loss_backend
-from todm.model import add_model_arguments, build_model, config_from_args, count_parameters
+from todm.model import build_model
+from todm.model_config import add_model_arguments, config_from_args
 from todm.sandwich import SandwichConfig, sample_sandwich, sandwich_step
-from todm.adaptive_dropout import DropoutRule
 from todm.subnet import SubnetSpec
 from todm.training_setup import (add_training_arguments, cpu_threads, make_optimizer, sandwich_config_from_args,
                                  training_cost)

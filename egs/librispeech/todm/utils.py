@@ -26,6 +26,15 @@ def str2bool(value: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
 
 
+def int_list(text: str) -> tuple[int, ...]:
+    """argparse type for comma-separated integers (``"2,4,6"`` -> ``(2, 4, 6)``); also parses
+    the choices of a search space string (``todm.subnet.SearchSpace.parse``)."""
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
 LOG_FORMAT = "%(asctime)s %(levelname)s [%(filename)s:%(lineno)d] %(message)s"
 
 
