@@ -21,10 +21,8 @@ import sentencepiece as spm
 import torch
 
 from todm.cost import count_parameters
-from todm.model import Transducer, build_model
-from todm.model_config import config_from_args
-from todm.subnet import SubnetSpec
-from todm.train import get_parser as get_train_parser
+from todm.model import Transducer
+from todm.train import get_parser as get_train_parser, training_model
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -43,16 +41,6 @@ def vocab_size_of(args: argparse.Namespace) -> int:
         raise SystemExit(f"describe_model: --bpe-model {args.bpe_model} does not exist: pass --vocab-size "
                          f"(or run stage 2 first)")
     return args.vocab_size
-
-
-def training_model(args: argparse.Namespace, vocab_size: int) -> Transducer:
-    """The model todm.train builds from its flags: the supernet, or --subnet's architecture alone."""
-    model = build_model(config_from_args(args, vocab_size=vocab_size, blank_id=0))
-    if not args.subnet:
-        return model
-    spec = SubnetSpec.parse(args.subnet)
-    model.config.search_space.validate(spec)
-    return model.extract(spec)
 
 
 def describe(model: Transducer) -> dict[str, Any]:

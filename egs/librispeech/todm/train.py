@@ -34,7 +34,7 @@ from todm.cost import count_parameters
 from todm.dist import (DistInfo, all_reduce_gradients, all_reduce_sum, broadcast_parameters, cleanup_dist,
                        parameter_digest, setup_dist)
 from todm.loss_backend import LOSS_BACKENDS, get_loss_backend
-from todm.model import build_model
+from todm.model import Transducer, build_model
 from todm.model_config import add_model_arguments, config_from_args
 from todm.sandwich import SandwichConfig, sample_sandwich, sandwich_step
 from todm.subnet import SubnetSpec
@@ -50,6 +50,17 @@ def get_parser() -> argparse.ArgumentParser:
     add_model_arguments(parser)
     AsrDataModule.add_arguments(parser)
     return parser
+
+
+def training_model(args: argparse.Namespace, vocab_size: int) -> Transducer:
+    """The model the flags describe: the supernet, or --subnet's architecture alone (a baseline,
+    same recipe). todm.describe_model prints it without training."""
+    model = build_model(config_from_args(args, vocab_size=vocab_size, blank_id=0))
+    if not args.subnet:
+        return model
+    spec = SubnetSpec.parse(args.subnet)
+    model.config.search_space.validate(spec)
+    return model.extract(spec)
 
 
 @torch.no_grad()
@@ -85,13 +96,8 @@ def main() -> None:
     sp = spm.SentencePieceProcessor(model_file=str(args.bpe_model))
     if sp.piece_to_id("<blk>") != 0:
         raise ValueError(f"{args.bpe_model}: <blk> must have id 0 (train it with local/train_bpe.py)")
-    config = config_from_args(args, vocab_size=sp.get_piece_size(), blank_id=0)
-    model = build_model(config)
-    if args.subnet:  # baseline: this architecture alone, same recipe
-        spec = SubnetSpec.parse(args.subnet)
-        config.search_space.validate(spec)
-        model = model.extract(spec)
-        config = model.config
+    model = training_model(args, vocab_size=sp.get_piece_size())
+    config = model.config
     space = config.search_space
     num_params = {s: count_parameters(config, s) for s in space.enumerate()}
     model.to(device)
