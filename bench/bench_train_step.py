@@ -27,9 +27,9 @@ from todm.cost import count_parameters
 from todm.loss_backend import LOSS_BACKENDS, get_loss_backend
 from todm.model import build_model
 from todm.model_config import add_model_arguments, config_from_args
+from todm.optimizer_setup import make_optimizer
 from todm.sandwich import SandwichConfig, sample_sandwich, sandwich_step
 from todm.subnet import SearchSpace
-from todm.training_setup import make_optimizer
 from todm.utils import int_list, str2bool
 
 

@@ -373,7 +373,7 @@ def test_make_optimizer_gives_ssm_dynamics_plain_adam():
 
     from conftest import tiny_config
     from todm.model import build_model
-    from todm.training_setup import make_optimizer
+    from todm.optimizer_setup import make_optimizer
 
     model = build_model(tiny_config())
     args = argparse.Namespace(optimizer="scaled_adam", base_lr=None, lr_batches=100, lr_epochs=2,

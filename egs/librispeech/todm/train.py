@@ -36,10 +36,10 @@ from todm.dist import (DistInfo, all_reduce_gradients, all_reduce_sum, broadcast
 from todm.loss_backend import LOSS_BACKENDS, get_loss_backend
 from todm.model import Transducer, build_model
 from todm.model_config import add_model_arguments, config_from_args
+from todm.optimizer_setup import make_optimizer
 from todm.sandwich import SandwichConfig, sample_sandwich, sandwich_step
-from todm.subnet import SubnetSpec
-from todm.training_setup import (add_training_arguments, cpu_threads, make_optimizer, sandwich_config_from_args,
-                                 training_cost)
+from todm.subnet import SearchSpace, SubnetSpec
+from todm.training_setup import add_training_arguments, cpu_threads, sandwich_config_from_args
 from todm.transducer_loss import transducer_forward
 from todm.utils import WriteError, fix_random_seed, save_json, setup_logger
 
@@ -240,6 +240,23 @@ def _tuple_state(state):
 def _add_cost(state: dict, start_time: float, start_cpu: float, info: DistInfo, device) -> None:
     state["wall_seconds"] += time.time() - start_time
     state["process_seconds"] += all_reduce_sum(time.process_time() - start_cpu, info, device)
+
+
+def training_cost(state: dict[str, Any], world_size: int, device: torch.device,
+                  num_params: dict[SubnetSpec, int], space: SearchSpace) -> dict[str, Any]:
+    """train_cost.json, what stage 6 compares: TODM's one job against the sum of the baselines."""
+    return {
+        "wall_seconds": round(state["wall_seconds"], 2),
+        "process_seconds": round(state["process_seconds"], 2),
+        "device_seconds": round(state["wall_seconds"] * world_size, 2),
+        "world_size": world_size,
+        "device": device.type,
+        "batches": state["batch_idx_train"],
+        "epochs": state["cur_epoch"],
+        "skipped_batches": state["skipped_batches"],
+        "search_space": str(space),
+        "largest_params": num_params[space.largest()],
+    }
 
 
 def _grad_norm(model) -> float:

@@ -1,18 +1,13 @@
-"""Flags of todm.train and the objects they configure (optimizer, sandwich, cost record)."""
+"""Flags of todm.train, and what they set for the run: torch threads and the sandwich step.
+
+The model's flags are in model_config.py, the data's in asr_datamodule.py; the optimizer they
+describe is built by optimizer_setup.py."""
 
 import argparse
-import math
 import os
 from pathlib import Path
-from typing import Any
 
-import torch
-from torch import nn
-
-from todm.mh_ssm import is_dynamics_parameter
-from todm.optim import Eden, ScaledAdam
 from todm.sandwich import SandwichConfig
-from todm.subnet import SearchSpace, SubnetSpec
 from todm.utils import str2bool
 
 
@@ -90,37 +85,3 @@ def sandwich_config_from_args(args: argparse.Namespace) -> SandwichConfig:
         student_gt_loss=args.student_gt_loss, alpha_min=args.alpha_min, alpha_max=args.alpha_max,
         iw_clip=args.iw_clip, prune_range=args.prune_range, lm_scale=args.lm_scale, am_scale=args.am_scale,
         simple_loss_scale=args.simple_loss_scale, warm_step=args.warm_step, ctc_loss_scale=args.ctc_loss_scale)
-
-
-def make_optimizer(model: nn.Module, args: argparse.Namespace) -> tuple[torch.optim.Optimizer, Eden]:
-    """ScaledAdam (TODM's third technique) or Adam for the ablation, both with Eden."""
-    if args.optimizer == "scaled_adam":
-        lr = args.base_lr if args.base_lr is not None else 0.045
-        named = list(model.named_parameters())
-        groups = [{"named_params": [(n, p) for n, p in named if not is_dynamics_parameter(n)], "lr": lr}]
-        dynamics = [(n, p) for n, p in named if is_dynamics_parameter(n)]
-        if dynamics:
-            groups.append({"named_params": dynamics, "lr": lr, "rms_scaled": False, "scalar_max": math.inf})
-        optimizer = ScaledAdam(groups, lr=lr, clipping_scale=2.0)
-    else:
-        lr = args.base_lr if args.base_lr is not None else 1e-3
-        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    scheduler = Eden(optimizer, args.lr_batches, args.lr_epochs, warmup_batches=args.warmup_batches)
-    return optimizer, scheduler
-
-
-def training_cost(state: dict[str, Any], world_size: int, device: torch.device,
-                  num_params: dict[SubnetSpec, int], space: SearchSpace) -> dict[str, Any]:
-    """What stage 6 compares: TODM's one job against the sum of the baselines."""
-    return {
-        "wall_seconds": round(state["wall_seconds"], 2),
-        "process_seconds": round(state["process_seconds"], 2),
-        "device_seconds": round(state["wall_seconds"] * world_size, 2),
-        "world_size": world_size,
-        "device": device.type,
-        "batches": state["batch_idx_train"],
-        "epochs": state["cur_epoch"],
-        "skipped_batches": state["skipped_batches"],
-        "search_space": str(space),
-        "largest_params": num_params[space.largest()],
-    }
