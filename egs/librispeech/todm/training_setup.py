@@ -26,7 +26,7 @@ def add_training_arguments(parser: argparse.ArgumentParser, loss_backends: tuple
     g.add_argument("--num-threads", type=int, default=0,
                    help="torch threads per process on CPU; 0: the cores this process may use / processes per node")
     g.add_argument("--use-fp16", type=str2bool, default=False, help="float16 autocast + grad scaler (CUDA)")
-    g.add_argument("--use-bf16", type=str2bool, default=False, help="bfloat16 autocast (CUDA)")
+    g.add_argument("--use-bf16", type=str2bool, default=False, help="bfloat16 autocast (CPU or CUDA)")
     g.add_argument("--tensorboard", type=str2bool, default=True)
     g.add_argument("--log-interval", type=int, default=50)
     g.add_argument("--valid-interval", type=int, default=0, help="validate every N batches (0: per epoch)")
