@@ -97,7 +97,7 @@ def test_ctc_head_adds_its_loss_to_every_subnet_with_ground_truth():
 
 
 def test_ctc_loss_matches_torch_and_ignores_impossible_targets():
-    from todm.transducer_loss import ctc_forward
+    from todm.ctc_loss import ctc_forward
 
     torch.manual_seed(0)
     head = torch.nn.Linear(8, 6)

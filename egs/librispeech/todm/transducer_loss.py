@@ -1,18 +1,18 @@
 """The pruned RNN-T loss of one subnet, as in icefall's ``forward_transducer``.
 
 simple (linear joiner) loss -> prune ranges from its occupation gradients -> full joiner on
-``prune_range`` symbols per frame -> pruned loss; plus the CTC loss of the encoder's auxiliary
-CTC head when the model has one (icefall's ``--use-ctc``). For in-place distillation a student can be
-evaluated on the teacher's ``ranges`` instead of its own, so that teacher and student logits
-describe the same lattice nodes.
+``prune_range`` symbols per frame -> pruned loss; plus the CTC loss (ctc_loss.py) of the
+encoder's auxiliary CTC head when the model has one (icefall's ``--use-ctc``). For in-place
+distillation a student can be evaluated on the teacher's ``ranges`` instead of its own, so that
+teacher and student logits describe the same lattice nodes.
 """
 
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
+from todm.ctc_loss import ctc_forward
 from todm.subnet import SubnetSpec
 
 
@@ -112,18 +112,6 @@ def transducer_forward(
         ctc_loss = ctc_forward(model.ctc_output, encoder_out, encoder_out_lens, symbols, y_lens, blank_id)
     return TransducerOutput(simple_loss, pruned_loss, logits, ranges, boundary,
                             int(encoder_out_lens.sum()), ctc_loss)
-
-
-def ctc_forward(ctc_output: torch.nn.Module, encoder_out: torch.Tensor, encoder_out_lens: torch.Tensor,
-                symbols: torch.Tensor, y_lens: torch.Tensor, blank_id: int) -> torch.Tensor:
-    """CTC loss (summed over utterances) of the auxiliary head on ``encoder_out`` [B, T, D].
-
-    Utterances whose targets cannot fit their frames (after repeats) add zero, not inf.
-    """
-    with torch.autocast(device_type=encoder_out.device.type, enabled=False):
-        log_probs = ctc_output(encoder_out.float()).log_softmax(dim=-1)
-        return F.ctc_loss(log_probs.transpose(0, 1), symbols, encoder_out_lens, y_lens, blank=blank_id,
-                          reduction="sum", zero_infinity=True)
 
 
 def loss_scales(batch_idx_train: int, warm_step: int, simple_loss_scale: float) -> tuple[float, float]:
