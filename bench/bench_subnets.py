@@ -2,7 +2,7 @@
 """Cost of each deployable subnet of the default search space, measured in one run.
 
 For every spec of ``SearchSpace.deployable()``: parameters and MACs per second of audio (from
-the cost model in todm/subnet.py), and the CPU time of ``forward_encoder`` on one utterance of
+the cost model in todm/cost.py), and the CPU time of ``forward_encoder`` on one utterance of
 ``--duration`` seconds with the extracted (standalone) model, single-threaded, eval mode,
 median of ``--repeats`` runs after one warm-up. Both SSM convolution paths are timed: FFT (the
 PyTorch default) and scan (todm.ssm_scan, the form exported to ONNX). Weights are random: the
