@@ -5,7 +5,7 @@ peak memory as the audio grows, at the built-in and the LibriSpeech preset's dim
     python bench/bench_onnx_encoder.py                                  # both presets, 5/20/60 s
     python bench/bench_onnx_encoder.py --presets builtin --seconds 5,60 --repeats 5
 
-For each preset (``builtin``: the defaults of todm.model; ``librispeech``: the model flags of
+For each preset (``builtin``: the defaults of todm.model_config; ``librispeech``: the model flags of
 conf/librispeech.sh) an untrained supernet (time and memory do not depend on the weights) gives
 its smallest and largest subnet; each is exported as stage 6 does (``todm.export.export_onnx``,
 fp32) and run on one utterance of random features per length, at 1 thread:
@@ -77,7 +77,8 @@ def prepare(preset: str, vocab_size: int, out_dir: Path) -> list[tuple[str, Path
     import torch
 
     from todm.export import export_onnx
-    from todm.model import add_model_arguments, build_model, config_from_args
+    from todm.model import build_model
+    from todm.model_config import add_model_arguments, config_from_args
 
     parser = argparse.ArgumentParser()
     add_model_arguments(parser)

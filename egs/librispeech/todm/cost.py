@@ -52,8 +52,9 @@ def count_macs_per_second(config: TransducerConfig, spec: SubnetSpec) -> int:
     the skip term), and one joiner evaluation per encoder frame (encoder projection + output
     layer, as greedy search with at most one symbol per frame). Not counted: elementwise ops
     (norms, activations, gates), the decoder (it runs once per emitted token, not per frame).
-    The recurrent cost is length-independent; the FFT/direct convolution forms used in
-    PyTorch/ONNX cost more per frame on long inputs but compute the same function.
+    The recurrent cost is length-independent; the FFT convolution of training costs more per
+    frame on long inputs, and the chunked scan of ONNX (todm.ssm_scan) a constant more, but
+    both compute the same function.
     """
     config.search_space.validate(spec)
     c1, c2, c3 = config.subsampling_channels

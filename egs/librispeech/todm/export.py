@@ -47,7 +47,8 @@ from torch import nn
 from todm.checkpoint import add_weight_arguments, load_model_state
 from todm.decode import parse_subnets
 from todm.model import Transducer, TransducerConfig, build_model
-from todm.subnet import SubnetSpec, count_macs_per_second, count_parameters
+from todm.cost import count_macs_per_second, count_parameters
+from todm.subnet import SubnetSpec
 from todm.subsampling import MIN_INPUT_FRAMES
 from todm.utils import atomic_write, console_logging, read_tokens, save_json, str2bool, torch_save
 

@@ -52,7 +52,7 @@ from todm.ssm_scan import Modes, kernel, scan_conv
 # Parameters that are log time steps, decay rates and frequencies rather than weights. As in
 # S4, the optimizer must not treat them like weight matrices: ScaledAdam's RMS-relative steps
 # and its RMS ceiling (3.0) shrink a_imag (0..7*pi) and log_dt (down to log 1e-3) as a whole,
-# which flattens every kernel (seen in training). ``training_setup`` gives them plain Adam.
+# which flattens every kernel (seen in training). ``optimizer_setup`` gives them plain Adam.
 DYNAMICS_PARAMETERS = ("log_dt", "log_a_real", "a_imag")
 
 

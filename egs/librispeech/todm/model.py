@@ -20,10 +20,6 @@ from todm.model_config import TransducerConfig
 from todm.subnet import SearchSpace, SubnetSpec
 from todm.subsampling import Conv2dSubsampling
 
-# bench/bench_onnx_encoder.py still imports the flags from here (it is being changed elsewhere):
-# keep these names until it imports them from todm.model_config.
-from todm.model_config import add_model_arguments, config_from_args  # noqa: F401
-
 __all__ = ["Transducer", "TransducerConfig", "build_model"]
 
 
@@ -67,8 +63,8 @@ class Transducer(nn.Module):
 
         spec: the subnet (None = the largest of the search space).
         dropout: encoder dropout rate for this call (None = config.dropout); train mode only.
-        fft: SSM convolution by FFT (True) or by the ONNX-exportable direct form (False);
-          None = FFT, except while tracing/exporting to ONNX.
+        fft: SSM convolution by FFT (True) or by the ONNX-exportable chunked recurrence of
+          todm.ssm_scan (False); None = FFT, except while tracing/exporting to ONNX.
         embedded: ``self.encoder_embed(x, x_lens)`` computed by the caller (the front end is
           not elastic, so the sandwich runs it once per batch for all its subnets).
         """

@@ -23,7 +23,6 @@ import itertools
 import random
 import re
 from dataclasses import dataclass, fields
-from typing import Any
 
 from todm.utils import int_list
 
@@ -165,13 +164,3 @@ class SearchSpace:
         if len(path) <= count:
             return path
         return [path[int(k * (len(path) - 1) / (count - 1) + 0.5)] for k in range(count)]
-
-
-def __getattr__(name: str) -> Any:
-    """``from todm.subnet import count_parameters`` (the cost model's old home) still works for
-    export.py until it imports todm.cost; loaded lazily, so this module does not depend on it."""
-    if name in ("count_parameters", "count_macs_per_second"):
-        from todm import cost
-
-        return getattr(cost, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
