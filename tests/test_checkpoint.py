@@ -10,9 +10,9 @@ from lhotse.dataset import DynamicBucketingSampler
 from lhotse.testing.dummies import dummy_cut
 from torch import nn
 
-from todm.checkpoint import (average_checkpoints, average_with_model_avg, find_resume_checkpoint,
-                             get_rng_state, load_checkpoint, load_model_state,
-                             remove_checkpoints, save_checkpoint, set_rng_state, update_averaged_model)
+from todm.checkpoint import (average_checkpoints, average_with_model_avg, find_resume_checkpoint, get_rng_state,
+                             load_checkpoint, load_checkpoint_file, load_model_state, remove_checkpoints,
+                             save_checkpoint, set_rng_state, update_averaged_model)
 from todm.optim import Eden, ScaledAdam
 from todm.utils import atomic_write
 
@@ -155,3 +155,18 @@ def test_saving_what_weights_only_refuses_names_the_item(tmp_path, value, kind):
     with pytest.raises(TypeError, match=re.escape(f"checkpoint-1.pt['params']['exp_dir'] is a {kind}")):
         save_checkpoint(tmp_path / "checkpoint-1.pt", nn.Linear(2, 1), {"exp_dir": value})
     assert not list(tmp_path.iterdir())
+
+
+def test_checkpoint_of_the_old_post_norm_encoder_is_refused_by_name(tmp_path):
+    from todm.checkpoint import IncompatibleCheckpointError
+    from todm.model_config import TransducerConfig
+
+    old_config = TransducerConfig(vocab_size=20).to_dict()
+    del old_config["encoder_version"]  # what checkpoints of the post-norm encoder hold
+    for name, content in (("epoch-1.pt", {"model": {}, "params": {"model_config": old_config}}),
+                          ("pretrained.pt", {"model": {}, "model_config": old_config})):
+        torch.save(content, tmp_path / name)
+        with pytest.raises(IncompatibleCheckpointError, match=rf"{name}: .*encoder version 1 \(post-norm.*retrain"):
+            load_checkpoint_file(tmp_path / name)
+    with pytest.raises(ValueError, match="encoder version 1"):
+        TransducerConfig.from_dict(old_config)

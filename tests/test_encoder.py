@@ -117,3 +117,19 @@ def test_dropout_argument_acts_only_in_training():
     torch.testing.assert_close(encoder(x, lens, dropout=0.3), encoder(x, lens, dropout=0.0))
     encoder.train()
     assert not torch.allclose(encoder(x, lens, dropout=0.3), encoder(x, lens, dropout=0.0))
+
+
+def test_pre_norm_blocks_start_near_the_identity_and_the_output_is_normalised():
+    # A deep stack must start as a shallow one (see encoder.py): each block barely changes the
+    # residual stream at initialisation, and every depth ends in the shared final LayerNorm.
+    torch.manual_seed(0)
+    encoder = Encoder(num_layers=6, dim=32, ffn_dim=64, num_heads=2, head_dim=8).eval()
+    x, lens = torch.randn(2, 40, 32), torch.tensor([40, 40])
+    pad = make_pad_mask(lens, 40)
+    for block in encoder.layers:
+        change = (block(x, pad) - x).norm() / x.norm()
+        assert change < 0.1, change
+    for depth in (1, 6):
+        out = encoder(x, lens, num_layers=depth)
+        torch.testing.assert_close(out.mean(-1), torch.zeros(2, 40), atol=1e-5, rtol=0)
+        torch.testing.assert_close(out.std(-1, unbiased=False), torch.ones(2, 40), atol=1e-3, rtol=0)

@@ -234,7 +234,7 @@ def test_sherpa_onnx_int8_decodes_close_to_pytorch(decoded, method):
 
 
 def _ids(pieces: list[str]) -> list[int]:
-    table = {f"▁W{i}": i for i in range(3, 20)}
+    table = {"<blk>": 0, "<sos/eos>": 1, "<unk>": 2, **{f"▁W{i}": i for i in range(3, 20)}}
     return [table[p.replace(" ", "▁")] for p in pieces]
 
 

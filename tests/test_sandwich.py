@@ -150,8 +150,9 @@ def test_bf16_autocast_step_on_cpu_is_close_to_float32():
     res, grads, _ = _step(cfg, DropoutRule(0.0), autocast_dtype=torch.bfloat16, model_hook=record_joiner_dtype)
     assert res.finite and set(joiner_dtypes) == {torch.bfloat16}  # autocast really ran
     for kind, losses in ref.losses.items():
-        for name, value in losses.items():
-            assert res.losses[kind][name] == pytest.approx(value, rel=0.01), (kind, name)
+        for name, value in losses.items():  # the KD loss of near-equal outputs is ~1e-4 of the total:
+            tolerance = 1e-3 * losses["loss"]  # there bf16's rounding of the logits is what it measures
+            assert res.losses[kind][name] == pytest.approx(value, rel=0.01, abs=tolerance), (kind, name)
     assert set(grads) == set(ref_grads)
     for name, grad in grads.items():  # bf16 keeps 8 bits of mantissa: about 0.4% per rounding
         assert torch.isfinite(grad).all() and (grad - ref_grads[name]).norm() <= 0.1 * ref_grads[name].norm(), name

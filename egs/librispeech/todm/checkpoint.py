@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from todm.model_config import encoder_version_problem
 from todm.utils import str2bool, torch_save
 
 
@@ -105,6 +106,10 @@ class UnsafeCheckpointError(ValueError):
     """A checkpoint file that does not load with ``weights_only=True`` (it was not read)."""
 
 
+class IncompatibleCheckpointError(ValueError):
+    """A checkpoint of a model architecture this version of the recipe does not build."""
+
+
 def load_checkpoint_file(path: Path | str) -> dict[str, Any]:
     """Load a checkpoint dict on CPU with ``weights_only=True``; no code in the file can run.
 
@@ -115,13 +120,27 @@ def load_checkpoint_file(path: Path | str) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         raise UnsafeCheckpointError(
             f"{path}: refusing to load: it is not a plain-tensor checkpoint (weights_only load failed: "
             f"{_unpickling_reason(e)}); checkpoints from untrusted sources can run code") from None
     except (RuntimeError, EOFError) as e:
         raise ValueError(f"{path}: not a readable checkpoint (truncated or corrupt?): {e}") from None
+    config = _model_config(checkpoint)
+    problem = encoder_version_problem(config) if config is not None else None
+    if problem:
+        raise IncompatibleCheckpointError(f"{path}: {problem}")
+    return checkpoint
+
+
+def _model_config(checkpoint: Any) -> dict[str, Any] | None:
+    """The model config dict of a training checkpoint (under params) or of pretrained.pt."""
+    if not isinstance(checkpoint, dict):
+        return None
+    params = checkpoint.get("params")
+    config = params.get("model_config") if isinstance(params, dict) else checkpoint.get("model_config")
+    return config if isinstance(config, dict) else None
 
 
 def _unpickling_reason(error: Exception) -> str:

@@ -33,8 +33,8 @@ def count_parameters(config: TransducerConfig, spec: SubnetSpec) -> int:
     width = spec.num_heads * config.head_dim
     ffn = 2 * (d * spec.ffn_dim + spec.ffn_dim + spec.ffn_dim * d + d)
     ssm = (d * width + width) + spec.num_heads * _ssm_head_params(config) + (width * width + width) + (width * d + d)
-    norms = 4 * 2 * d
-    encoder = spec.num_layers * (ffn + ssm + norms)
+    norms = 3 * 2 * d  # pre-norm: one LayerNorm per module of a block
+    encoder = spec.num_layers * (ffn + ssm + norms) + 2 * d  # + the final LayerNorm
 
     decoder = v * dd + (dd * 4 * config.context_size if config.context_size > 1 else 0)
     joiner = (d * j + j) + (dd * j + j) + (j * v + v)

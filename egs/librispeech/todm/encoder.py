@@ -1,30 +1,42 @@
-"""Stateformer-like encoder: a stack of macaron blocks around an MH-SSM layer, elastic in
-depth, feed-forward width and SSM heads.
+"""Stateformer-like encoder: a stack of pre-norm macaron blocks around an MH-SSM layer, elastic
+in depth, feed-forward width and SSM heads.
 
 The MH-SSM paper says only that Stateformer "augments the transformer block with MH-SSM
 layers"; the block order is not public. Ours is the Conformer macaron layout with the MH-SSM
 in place of attention + convolution (attention-free: O(T log T) in training via the FFT
-convolution):
+convolution), with the LayerNorms in front of each module (pre-norm) and one LayerNorm after
+the last block:
 
     x = x + 1/2 * Dropout(FFN1(LN(x)))
     x = x + Dropout(MHSSM(LN(x)))
-    x = LN(x + 1/2 * Dropout(FFN2(LN(x))))
+    x = x + 1/2 * Dropout(FFN2(LN(x)))
+    ...                                    (every kept block)
+    out = LN(x)
+
+Why pre-norm: with Conformer's post-norm (a LayerNorm closing every block) the deeper models
+learned *slower* per step than shallow ones (6 blocks: 98% test WER after 383 steps where 2
+blocks were at 84%). In a pre-norm stack the residual path runs straight from the front end
+to the output, and each block starts near the identity (its output projections are
+initialised at 1/10 of the default scale), so a deep stack starts as a shallow one and grows
+into its depth: 6 blocks reached 79% after 383 steps and 54% after 1148 (post-norm: 62%);
+``bench/bench_convergence.py`` measures it.
 
 Dropout sites, all at the rate passed to ``forward`` (the trainer sets it per sampled subnet
 for adaptive dropout): the FFN hidden activation, the gated SSM output before its output
 projection, and each module's output before it joins the residual stream.
 
-The final LayerNorm sits in every block (as in Conformer), so the output of any depth prefix
-is normalised the same way: elastic depth (keep the first L blocks) hands the joiner features
-on a common scale whatever L is.
+The final LayerNorm is shared by every depth: a subnet of L blocks applies it after its L-th
+block, so whatever L is, the joiner gets features on a common scale.
 """
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from todm.dropout import dropout as apply_dropout
 from todm.mh_ssm import MultiHeadSSM
+
+# Output projections of every module start at this fraction of PyTorch's default init.
+OUTPUT_INIT_SCALE = 0.1
 
 
 def make_pad_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
@@ -70,7 +82,10 @@ class StateformerBlock(nn.Module):
         self.norm_ssm = nn.LayerNorm(dim)
         self.ssm = MultiHeadSSM(dim, num_heads, head_dim, state_dim, dt_min, dt_max, causal)
         self.norm_ffn2, self.ffn2 = nn.LayerNorm(dim), FeedForward(dim, ffn_dim)
-        self.norm_out = nn.LayerNorm(dim)
+        with torch.no_grad():  # start near the identity (see the module doc)
+            for proj in (self.ffn1.out_proj, self.ssm.out_proj, self.ffn2.out_proj):
+                proj.weight.mul_(OUTPUT_INIT_SCALE)
+                proj.bias.mul_(OUTPUT_INIT_SCALE)
 
     def forward(
         self,
@@ -86,8 +101,7 @@ class StateformerBlock(nn.Module):
 
         x = x + 0.5 * residual(self.ffn1(self.norm_ffn1(x), ffn_dim, dropout))
         x = x + residual(self.ssm(self.norm_ssm(x), pad_mask, num_heads, dropout, fft))
-        x = x + 0.5 * residual(self.ffn2(self.norm_ffn2(x), ffn_dim, dropout))
-        return self.norm_out(x)
+        return x + 0.5 * residual(self.ffn2(self.norm_ffn2(x), ffn_dim, dropout))
 
 
 class Encoder(nn.Module):
@@ -110,6 +124,7 @@ class Encoder(nn.Module):
             StateformerBlock(dim, ffn_dim, num_heads, head_dim, state_dim, dt_min, dt_max, causal)
             for _ in range(num_layers)
         )
+        self.norm_out = nn.LayerNorm(dim)
 
     def forward(
         self,
@@ -131,4 +146,4 @@ class Encoder(nn.Module):
         pad_mask = make_pad_mask(x_lens, x.size(1))
         for layer in self.layers[:depth]:
             x = layer(x, pad_mask, ffn_dim, num_heads, dropout, fft)
-        return x
+        return self.norm_out(x)

@@ -23,6 +23,12 @@ from todm.utils import int_list, str2bool
 
 __all__ = ["DEFAULT_SEARCH_SPACE", "TransducerConfig", "add_model_arguments", "config_from_args"]
 
+# The encoder's architecture version, stored with every config (``to_dict``) so that weights are
+# never loaded into a model of another layout. 1 (configs without the key): post-norm blocks,
+# a LayerNorm closing every block; 2: pre-norm blocks and one final LayerNorm (encoder.py).
+ENCODER_VERSION = 2
+_ENCODER_LAYOUTS = {1: "post-norm blocks", 2: "pre-norm blocks and a final LayerNorm"}
+
 DEFAULT_SEARCH_SPACE = SearchSpace(layers=(2, 3, 4, 5, 6), ffn_dims=(144, 288, 432, 576), heads=(1, 2, 3, 4))
 
 
@@ -80,18 +86,34 @@ class TransducerConfig:
         d = dataclasses.asdict(self)
         d["subsampling_channels"] = list(self.subsampling_channels)
         d["search_space"] = str(self.search_space)
+        d["encoder_version"] = ENCODER_VERSION
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TransducerConfig":
+        problem = encoder_version_problem(d)
+        if problem:
+            raise ValueError(f"model config: {problem}")
+        values = dict(d)
+        values.pop("encoder_version")
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
+        unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"TransducerConfig.from_dict: unknown keys {unknown}")
-        values = dict(d)
         if isinstance(values.get("search_space"), str):
             values["search_space"] = SearchSpace.parse(values["search_space"])
         return cls(**values)
+
+
+def encoder_version_problem(config: dict[str, Any]) -> str | None:
+    """Why weights saved with the config dict ``config`` cannot be loaded here (None: they can)."""
+    version = config.get("encoder_version", 1)
+    if version == ENCODER_VERSION:
+        return None
+    layout = _ENCODER_LAYOUTS.get(version, "unknown to this recipe")
+    return (f"its model has encoder version {version} ({layout}) and this recipe builds version "
+            f"{ENCODER_VERSION} ({_ENCODER_LAYOUTS[ENCODER_VERSION]}), whose weights do not fit it: retrain "
+            f"(./run.sh --stage 3), or use the recipe version that wrote it")
 
 
 def _join(values: tuple[int, ...]) -> str:
