@@ -34,6 +34,7 @@ import torch.nn.functional as F
 
 from todm.dropout import dropout as apply_dropout
 from todm.mh_ssm import MultiHeadSSM
+from todm.ssm_scan import CHUNK
 
 # Output projections of every module start at this fraction of PyTorch's default init.
 OUTPUT_INIT_SCALE = 0.1
@@ -103,6 +104,17 @@ class StateformerBlock(nn.Module):
         x = x + residual(self.ssm(self.norm_ssm(x), pad_mask, num_heads, dropout, fft))
         return x + 0.5 * residual(self.ffn2(self.norm_ffn2(x), ffn_dim, dropout))
 
+    def streaming_forward(
+        self, x: torch.Tensor, state: torch.Tensor, ffn_dim: int | None = None, num_heads: int | None = None,
+        chunk: int = CHUNK,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next frames of a stream through the block: only the MH-SSM mixes time, so its
+        scan state [B, C, 2, M] is the block's whole state (``MultiHeadSSM.streaming_forward``)."""
+        x = x + 0.5 * self.ffn1(self.norm_ffn1(x), ffn_dim)
+        y, state = self.ssm.streaming_forward(self.norm_ssm(x), state, num_heads, chunk)
+        x = x + y
+        return x + 0.5 * self.ffn2(self.norm_ffn2(x), ffn_dim), state
+
 
 class Encoder(nn.Module):
     """A stack of ``num_layers`` Stateformer blocks; a subnet runs the first L of them."""
@@ -147,3 +159,24 @@ class Encoder(nn.Module):
         for layer in self.layers[:depth]:
             x = layer(x, pad_mask, ffn_dim, num_heads, dropout, fft)
         return self.norm_out(x)
+
+    def streaming_forward(
+        self,
+        x: torch.Tensor,
+        states: list[torch.Tensor],
+        ffn_dim: int | None = None,
+        num_heads: int | None = None,
+        chunk: int = CHUNK,
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The next T frames of a stream, x [B, T, dim] (no padding), through the first
+        len(states) blocks: states[i] [B, C, 2, M] is block i's scan state (zeros at the start,
+        ``todm.streaming``). Returns ([B, T, dim], the states after these frames). Run piece by
+        piece on a causal encoder it gives ``forward`` over the whole stream, frame for frame.
+        """
+        if not 1 <= len(states) <= len(self.layers):
+            raise ValueError(f"need one state per block, 1..{len(self.layers)}, got {len(states)}")
+        new_states = []
+        for layer, state in zip(self.layers, states):
+            x, state = layer.streaming_forward(x, state, ffn_dim, num_heads, chunk)
+            new_states.append(state)
+        return self.norm_out(x), new_states

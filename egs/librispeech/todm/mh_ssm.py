@@ -46,7 +46,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from todm.dropout import dropout as apply_dropout
-from todm.ssm_scan import Modes, kernel, scan_conv
+from todm.ssm_scan import CHUNK, Modes, causal_scan, kernel, scan_conv
 
 
 # Parameters that are log time steps, decay rates and frequencies rather than weights. As in
@@ -182,8 +182,35 @@ class MultiHeadSSM(nn.Module):
         u = F.linear(x, self.in_proj.weight[:width], self.in_proj.bias[:width])
         u = u.masked_fill(pad_mask.unsqueeze(-1), 0.0).transpose(1, 2)  # [B, W, T]
         y = fft_conv(u, *self.kernels(h, u.size(-1))) if fft else scan_conv(u, *self.modes(h))
-        y = y + self.skip[:h].reshape(width, 1).to(u.dtype) * u
+        return self._output(u, y, h, dropout)
+
+    def _output(self, u: torch.Tensor, y: torch.Tensor, num_heads: int, dropout: float) -> torch.Tensor:
+        """Steps 4-5 of the module doc on the convolution's input u and output y [B, W, T]:
+        skip, GELU, inter-head gate, dropout, out_proj -> [B, T, dim]. Frame by frame: no time mixing."""
+        width = num_heads * self.head_dim
+        y = y + self.skip[:num_heads].reshape(width, 1).to(u.dtype) * u
         y = F.gelu(y).transpose(1, 2)  # [B, T, W]
         gate = torch.sigmoid(F.linear(y, self.gate_proj.weight[:width, :width], self.gate_proj.bias[:width]))
         y = apply_dropout(y * gate, dropout, self.training)
         return F.linear(y, self.out_proj.weight[:, :width], self.out_proj.bias)
+
+    def streaming_forward(
+        self, x: torch.Tensor, state: torch.Tensor, num_heads: int | None = None, chunk: int = CHUNK
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next T frames of a stream: x [B, T, dim] (every frame valid), state [B, h*P, 2, M]
+        -> (y [B, T, dim], the state after them). Causal layers only (eval mode: no dropout).
+
+        The state is ``todm.ssm_scan.causal_scan``'s: each channel's M complex modes after the
+        last frame seen (real parts, imaginary parts), zeros before the first. Fed piece by
+        piece from the state each call returns, a stream gets what ``forward`` gives on the
+        whole: the convolution is the only op that mixes time, and the state carries all of
+        its past. ``chunk``: frames per scan chunk (the streaming export uses the piece length,
+        so that a piece is one matrix product).
+        """
+        if self.c_bwd is not None:
+            raise ValueError("a bidirectional MH-SSM reads future frames and cannot stream: train with --causal true")
+        h = self.num_heads if num_heads is None else num_heads
+        width = h * self.head_dim
+        u = F.linear(x, self.in_proj.weight[:width], self.in_proj.bias[:width]).transpose(1, 2)  # [B, W, T]
+        y, state = causal_scan(u, self.modes(h)[0], state, chunk)
+        return self._output(u, y, h, 0.0), state
