@@ -21,7 +21,7 @@ from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
 
 from todm.beam_search import modified_beam_search
 from todm.cost import count_parameters
-from todm.export import check_tokens, deploy_subnet, get_parser
+from todm.export import CHECK_NAME, check_tokens, deploy_subnet, export_onnx, get_parser
 from todm.model import build_model
 from todm.model_config import TransducerConfig
 from todm.subnet import SearchSpace, SubnetSpec
@@ -31,11 +31,11 @@ SPEC = SubnetSpec(num_layers=1, ffn_dim=8, num_heads=2)
 SUFFIX = "epoch-1_avg-1"
 
 
-def tiny_supernet(seed: int = 0):
+def tiny_supernet(seed: int = 0, causal: bool = False):
     """A random supernet small enough to export in well under a second."""
     torch.manual_seed(seed)
     config = TransducerConfig(vocab_size=20, encoder_dim=16, head_dim=4, state_dim=4, decoder_dim=16, joiner_dim=16,
-                              subsampling_channels=(2, 4, 4),
+                              subsampling_channels=(2, 4, 4), causal=causal,
                               search_space=SearchSpace(layers=(1, 2), ffn_dims=(8, 16), heads=(1, 2)))
     model = build_model(config).eval()
     with torch.no_grad():  # a larger output layer makes the random model emit tokens
@@ -155,8 +155,20 @@ def test_int8_runs_close_to_fp32(deployed):
     int8, lens = _session(_files(out_dir, ".int8")["encoder"]).run(None, {"x": x, "x_lens": x_lens})
     assert int8.shape == fp32.shape and lens.tolist() == [28] and np.isfinite(int8).all()
     assert np.abs(int8 - fp32).max() < 0.2 * np.abs(fp32).max()
-    assert any(n.op_type == "MatMulInteger" for n in onnx.load(str(_files(out_dir, ".int8")["encoder"])).graph.node)
+    ops = {n.op_type for n in onnx.load(str(_files(out_dir, ".int8")["encoder"])).graph.node}
+    assert {"MatMulInteger", "ConvInteger", "Conv"} <= ops  # the fbank's own conv stays fp32
     assert summary["file_bytes"]["encoder.int8"] > 0
+
+
+def test_int8_files_are_at_most_0_3x_fp32_for_the_smallest_default_subnet(tmp_path):
+    # The default model's smallest subnet has the most graph per weight: the hardest case.
+    torch.manual_seed(0)
+    supernet = build_model(TransducerConfig(vocab_size=256))
+    paths = export_onnx(supernet.extract(supernet.config.search_space.smallest()), tmp_path, SUFFIX)
+    fp32, int8 = (sum(paths[p + tag].stat().st_size for p in ("encoder", "decoder", "joiner")) for tag in ("", ".int8"))
+    assert int8 <= 0.3 * fp32, int8 / fp32
+    names = [n.name for n in onnx.load(str(paths["encoder"])).graph.node]
+    assert f"/{CHECK_NAME}/Gather" in names and all(len(n) < 8 for n in names if CHECK_NAME not in n)
 
 
 def _recognizer(out_dir: Path, tag: str, method: str) -> sherpa_onnx.OfflineRecognizer:

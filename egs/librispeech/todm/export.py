@@ -6,7 +6,7 @@ For each subnet spec this writes, into ``<out-dir>/<spec>/``:
 - ``pretrained.pt``: ``{"model": state_dict, "model_config": TransducerConfig.to_dict(), ...}``
   of ``model.extract(spec)``, loadable with ``build_model`` alone (no supernet, no flags);
 - ``encoder-<suffix>.onnx``, ``decoder-<suffix>.onnx``, ``joiner-<suffix>.onnx`` in icefall's
-  offline-transducer format, and their ``.int8.onnx`` (onnxruntime dynamic QInt8);
+  offline-transducer format, and their ``.int8.onnx`` (int8 weights, ``todm.onnx_io.quantize``);
 - ``tokens.txt`` (a copy) and ``export.json`` (spec, parameters, files, the onnx_check errors).
 
     python -m todm.export --exp-dir exp/supernet --epoch 12 --avg 4 --use-averaged-model true \
@@ -38,16 +38,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
-import onnxruntime as ort
 import torch
-from onnxruntime.quantization import QuantType, quantize_dynamic
 from torch import nn
 
 from todm.checkpoint import add_weight_arguments, load_model_state
 from todm.decode import parse_subnets
-from todm.model import Transducer, TransducerConfig, build_model
 from todm.cost import count_macs_per_second, count_parameters
+from todm.model import Transducer, TransducerConfig, build_model
+from todm.onnx_io import export_graph, quantize, session
 from todm.subnet import SubnetSpec
 from todm.subsampling import MIN_INPUT_FRAMES
 from todm.utils import atomic_write, console_logging, read_tokens, save_json, str2bool, torch_save
@@ -55,7 +53,6 @@ from todm.utils import atomic_write, console_logging, read_tokens, save_json, st
 # sherpa-onnx routes "conformer", "zipformer" and "zipformer2" to its generic offline transducer;
 # our macaron blocks (FFN, sequence mixer, FFN) are Conformer-shaped, so we name it that.
 SHERPA_MODEL_TYPE = "conformer"
-OPSET = 13
 CHECK_NAME = f"input_needs_at_least_{MIN_INPUT_FRAMES}_frames"  # the node onnxruntime names when x is too short
 
 
@@ -122,37 +119,6 @@ def onnx_file_names(suffix: str) -> dict[str, str]:
     return names
 
 
-def _export_graph(module: nn.Module, args: tuple[torch.Tensor, ...], path: Path, input_names: list[str],
-                  output_names: list[str], dynamic_axes: dict[str, dict[int, str]], meta: dict[str, str]) -> None:
-    """torch.onnx.export + metadata + onnx.checker, written atomically to ``path``."""
-
-    def write(tmp: Path) -> None:
-        torch.onnx.export(module, args, str(tmp), opset_version=OPSET, input_names=input_names,
-                          output_names=output_names, dynamic_axes=dynamic_axes, dynamo=False)
-        model = onnx.load(str(tmp))
-        for key, value in meta.items():
-            model.metadata_props.add(key=key, value=str(value))
-        onnx.checker.check_model(model)
-        onnx.save(model, str(tmp))
-
-    atomic_write(path, write)
-
-
-def _quantize(src: Path, dst: Path, op_types: list[str]) -> None:
-    """Dynamic QInt8 weights for ``op_types`` (metadata is kept), written atomically.
-
-    7-bit weights (``reduce_range``): onnxruntime's uint8 x int8 kernels on x86 CPUs without
-    VNNI (AVX2) add pairs of products in int16, which saturates with 8-bit weights (the test
-    model's encoder was 42% off fp32 on such a CPU; 1.5% with 7 bits).
-    """
-
-    def write(tmp: Path) -> None:
-        quantize_dynamic(model_input=str(src), model_output=str(tmp), op_types_to_quantize=op_types,
-                         weight_type=QuantType.QInt8, reduce_range=True)
-
-    atomic_write(dst, write)
-
-
 def export_onnx(model: Transducer, out_dir: Path, suffix: str, extra_meta: dict[str, str] | None = None,
                 int8: bool = True) -> dict[str, Path]:
     """Export the fixed-spec ``model`` (an extracted subnet) as sherpa-onnx encoder/decoder/joiner.
@@ -172,30 +138,24 @@ def export_onnx(model: Transducer, out_dir: Path, suffix: str, extra_meta: dict[
 
     x = torch.zeros(1, 100, config.feature_dim)
     x_lens = torch.tensor([100], dtype=torch.int64)
-    _export_graph(OnnxEncoder(model, spec), (x, x_lens), paths["encoder"], ["x", "x_lens"],
-                  ["encoder_out", "encoder_out_lens"],
-                  {"x": {0: "N", 1: "T"}, "x_lens": {0: "N"}, "encoder_out": {0: "N", 1: "T"},
-                   "encoder_out_lens": {0: "N"}}, meta)
+    export_graph(OnnxEncoder(model, spec), (x, x_lens), paths["encoder"], ["x", "x_lens"],
+                 ["encoder_out", "encoder_out_lens"],
+                 {"x": {0: "N", 1: "T"}, "x_lens": {0: "N"}, "encoder_out": {0: "N", 1: "T"},
+                  "encoder_out_lens": {0: "N"}}, meta, keep_node_names=CHECK_NAME)
     y = torch.zeros(2, config.context_size, dtype=torch.int64)
-    _export_graph(OnnxDecoder(model), (y,), paths["decoder"], ["y"], ["decoder_out"],
-                  {"y": {0: "N"}, "decoder_out": {0: "N"}},
-                  {"context_size": str(config.context_size), "vocab_size": str(config.vocab_size)})
+    export_graph(OnnxDecoder(model), (y,), paths["decoder"], ["y"], ["decoder_out"],
+                 {"y": {0: "N"}, "decoder_out": {0: "N"}},
+                 {"context_size": str(config.context_size), "vocab_size": str(config.vocab_size)})
     a = torch.zeros(2, config.joiner_dim)
-    _export_graph(OnnxJoiner(model), (a, a.clone()), paths["joiner"], ["encoder_out", "decoder_out"], ["logit"],
-                  {"encoder_out": {0: "N"}, "decoder_out": {0: "N"}, "logit": {0: "N"}},
-                  {"joiner_dim": str(config.joiner_dim)})
+    export_graph(OnnxJoiner(model), (a, a.clone()), paths["joiner"], ["encoder_out", "decoder_out"], ["logit"],
+                 {"encoder_out": {0: "N"}, "decoder_out": {0: "N"}, "logit": {0: "N"}},
+                 {"joiner_dim": str(config.joiner_dim)})
     if not int8:
         return {k: v for k, v in paths.items() if not k.endswith("int8")}
-    _quantize(paths["encoder"], paths["encoder.int8"], ["MatMul"])
-    _quantize(paths["decoder"], paths["decoder.int8"], ["MatMul", "Gather"])
-    _quantize(paths["joiner"], paths["joiner.int8"], ["MatMul"])
+    quantize(paths["encoder"], paths["encoder.int8"], ["MatMul"])
+    quantize(paths["decoder"], paths["decoder.int8"], ["MatMul", "Gather"])
+    quantize(paths["joiner"], paths["joiner.int8"], ["MatMul"])
     return paths
-
-
-def _session(path: Path) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.inter_op_num_threads = options.intra_op_num_threads = 1
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 @torch.no_grad()
@@ -215,7 +175,7 @@ def onnx_check(model: Transducer, paths: dict[str, Path], seed: int = 0, int8: b
     x_lens = torch.tensor([153, 97], dtype=torch.int64)
     ref, ref_lens = model.forward_encoder(x, x_lens, spec, dropout=0.0, fft=True)
     ref = model.joiner.encoder_proj(ref)
-    out, out_lens = _session(paths["encoder" + tag]).run(None, {"x": x.numpy(), "x_lens": x_lens.numpy()})
+    out, out_lens = session(paths["encoder" + tag]).run(None, {"x": x.numpy(), "x_lens": x_lens.numpy()})
     diffs = {"encoder_out_lens": float(np.abs(out_lens - ref_lens.numpy()).max())}
     diffs["encoder_out"] = max(
         float(np.abs(out[b, :n] - ref[b, :n].numpy()).max()) for b, n in enumerate(ref_lens.tolist()))
@@ -224,12 +184,12 @@ def onnx_check(model: Transducer, paths: dict[str, Path], seed: int = 0, int8: b
     y[0, :-1] = -1
     y[0, -1] = config.blank_id
     ref_dec = model.joiner.decoder_proj(model.decoder(y, need_pad=False)[:, 0])
-    (out_dec,) = _session(paths["decoder" + tag]).run(None, {"y": y.numpy()})
+    (out_dec,) = session(paths["decoder" + tag]).run(None, {"y": y.numpy()})
     diffs["decoder_out"] = float(np.abs(out_dec - ref_dec.numpy()).max())
 
     a, b = torch.randn(5, config.joiner_dim, generator=g), torch.randn(5, config.joiner_dim, generator=g)
     ref_logit = model.joiner(a, b, project_input=False)
-    (out_logit,) = _session(paths["joiner" + tag]).run(None, {"encoder_out": a.numpy(), "decoder_out": b.numpy()})
+    (out_logit,) = session(paths["joiner" + tag]).run(None, {"encoder_out": a.numpy(), "decoder_out": b.numpy()})
     diffs["logit"] = float(np.abs(out_logit - ref_logit.numpy()).max())
     return diffs
 
@@ -312,12 +272,13 @@ def main() -> None:
     for spec in specs:
         out_dir = args.out_dir / str(spec)
         summary = deploy_subnet(supernet, spec, out_dir, suffix, args.tokens, int8=args.enable_int8_quantization)
-        worst = max(summary["onnx_check_fp32"].values())
+        checks = summary["onnx_check_fp32"]
+        worst = max(checks.values())
         logging.info(f"{spec}: {summary['params']} params -> {out_dir}; onnx_check fp32 max |diff| {worst:.2e}"
                      + (f", int8 {json.dumps(summary['onnx_check_int8'])}" if "onnx_check_int8" in summary else ""))
         if worst > args.max_check_diff:
             raise RuntimeError(f"{spec}: ONNX fp32 differs from PyTorch by {worst:.3e} > --max-check-diff "
-                               f"{args.max_check_diff} ({summary['onnx_check_fp32']})")
+                               f"{args.max_check_diff} ({checks})")
     logging.info(f"Exported {len(specs)} subnets to {args.out_dir}")
 
 
