@@ -7,7 +7,9 @@ For each subnet spec this writes, into ``<out-dir>/<spec>/``:
   of ``model.extract(spec)``, loadable with ``build_model`` alone (no supernet, no flags);
 - ``encoder-<suffix>.onnx``, ``decoder-<suffix>.onnx``, ``joiner-<suffix>.onnx`` in icefall's
   offline-transducer format, and their ``.int8.onnx`` (int8 weights, ``todm.onnx_io.quantize``);
-- ``tokens.txt`` (a copy) and ``export.json`` (spec, parameters, files, the onnx_check errors).
+- ``tokens.txt`` (a copy) and ``export.json`` (spec, parameters, files, the onnx_check errors);
+- for a causal model (``--causal true``), ``streaming/``: the same subnet as a sherpa-onnx *online*
+  transducer decoding chunks of ``--streaming-chunk`` encoder frames (``todm.streaming``).
 
     python -m todm.export --exp-dir exp/supernet --epoch 12 --avg 4 --use-averaged-model true \
         --tokens data/lang_bpe_256/tokens.txt --out-dir exp/deploy [--subnets "L2-F144-H1 L6-F576-H4"]
@@ -46,6 +48,7 @@ from todm.decode import parse_subnets
 from todm.cost import count_macs_per_second, count_parameters
 from todm.model import Transducer, TransducerConfig, build_model
 from todm.onnx_io import export_graph, quantize, session
+from todm.streaming import DEFAULT_CHUNK, deploy_streaming
 from todm.subnet import SubnetSpec
 from todm.subsampling import MIN_INPUT_FRAMES
 from todm.utils import atomic_write, console_logging, read_tokens, save_json, str2bool, torch_save
@@ -207,8 +210,9 @@ def check_tokens(tokens: Path, config: TransducerConfig) -> None:
 
 
 def deploy_subnet(supernet: Transducer, spec: SubnetSpec, out_dir: Path, suffix: str, tokens: Path,
-                  int8: bool = True) -> dict[str, Any]:
-    """Extract ``spec``, save ``pretrained.pt``, export and check ONNX, copy tokens.txt.
+                  int8: bool = True, streaming_chunk: int = DEFAULT_CHUNK) -> dict[str, Any]:
+    """Extract ``spec``, save ``pretrained.pt``, export and check ONNX, copy tokens.txt; for a
+    causal model also the online model, chunks of ``streaming_chunk`` encoder frames (0: none).
 
     Returns the summary also written to ``<out_dir>/export.json``.
     """
@@ -237,6 +241,8 @@ def deploy_subnet(supernet: Transducer, spec: SubnetSpec, out_dir: Path, suffix:
     }
     if int8:
         summary["onnx_check_int8"] = onnx_check(subnet, paths, int8=True)
+    if config.causal and streaming_chunk:
+        summary["streaming"] = deploy_streaming(subnet, out_dir, suffix, streaming_chunk, extra_meta, int8)
     save_json(summary, out_dir / "export.json")
     return summary
 
@@ -251,6 +257,9 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--enable-int8-quantization", type=str2bool, default=True, help="also write *.int8.onnx")
     parser.add_argument("--max-check-diff", type=float, default=1e-3,
                         help="fail if onnx_check (fp32) differs from PyTorch by more than this")
+    parser.add_argument("--streaming-chunk", type=int, default=DEFAULT_CHUNK,
+                        help="a causal model also gets <out-dir>/<spec>/streaming/, a sherpa-onnx online model "
+                             "decoding chunks of this many encoder frames (40 ms each; 0: no online model)")
     return parser
 
 
@@ -271,8 +280,11 @@ def main() -> None:
     specs = parse_subnets(args.subnets.replace(",", " "), config)
     for spec in specs:
         out_dir = args.out_dir / str(spec)
-        summary = deploy_subnet(supernet, spec, out_dir, suffix, args.tokens, int8=args.enable_int8_quantization)
-        checks = summary["onnx_check_fp32"]
+        summary = deploy_subnet(supernet, spec, out_dir, suffix, args.tokens, int8=args.enable_int8_quantization,
+                                streaming_chunk=args.streaming_chunk)
+        checks = dict(summary["onnx_check_fp32"])
+        if "streaming" in summary:
+            checks["streaming encoder_out"] = summary["streaming"]["streaming_check_fp32"]
         worst = max(checks.values())
         logging.info(f"{spec}: {summary['params']} params -> {out_dir}; onnx_check fp32 max |diff| {worst:.2e}"
                      + (f", int8 {json.dumps(summary['onnx_check_int8'])}" if "onnx_check_int8" in summary else ""))
