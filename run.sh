@@ -4,6 +4,7 @@
 #   ./run.sh                                  # everything, built-in offline corpus, CPU
 #   ./run.sh --stage 3 --stop-stage 4         # only training and decoding
 #   ./run.sh --config conf/librispeech.sh     # LibriSpeech, paper-scale preset (GPUs)
+#   ./run.sh --causal true --exp-dir exp/causal   # streaming: causal supernet, online models in stage 6
 #
 # Every variable below is an option: --max-duration 300 sets max_duration=300.
 set -euo pipefail
@@ -35,6 +36,7 @@ master_addr=localhost
 master_port=12354
 train_args=""           # extra flags for todm.train, e.g. "--num-random-subnets 3 --kd-weight 0.5"
 model_args=""           # model-shape flags for todm.train (see python -m todm.train --help)
+causal=false            # streaming run: causal SSMs (--causal true); stage 6 also exports and decodes online models
 baselines=true          # stage 5: individually trained baselines of the deployed archs
 dry_run=false           # stages 3 and 5 print each todm.train command and the model it builds, and train nothing
 
@@ -44,10 +46,11 @@ use_averaged_model=true
 subnets=""              # specs to decode/deploy, e.g. "L6-F576-H4 L2-F144-H1"; default: the deployable ones
 decoding_methods="greedy_search modified_beam_search"
 sherpa_methods="greedy_search"  # stage 6 sherpa-onnx check of the exports (add modified_beam_search if you like)
+streaming_chunk=8       # encoder frames (40 ms each) per chunk of the online models (--causal true)
 beam_size=4
 decode_args=""          # extra flags for todm.decode
 
-help_message=$(sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//')
+help_message=$(sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//')
 
 . shared/parse_options.sh || exit 1
 if [ $# -ne 0 ]; then
@@ -66,6 +69,9 @@ if $tiny; then
   : "${vocab_size:=64}" "${perturb_speed:=false}"
   model_args="--encoder-dim 32 --head-dim 8 --state-dim 8 --num-layers 1,2 --ffn-dim 32,64 --num-heads 1,2 \
     --decoder-dim 32 --joiner-dim 32 $model_args"
+fi
+if $causal; then
+  model_args="--causal true $model_args"
 fi
 preset_train_args=""    # per-corpus training defaults, before $train_args (which override them)
 case "$corpus" in
@@ -180,9 +186,13 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   log "Stage 6: deploy each subnet (standalone checkpoint, ONNX fp32/int8, sherpa-onnx decode) and report"
   python -m todm.export --exp-dir "$exp_dir/supernet" --epoch "$num_epochs" --avg "$avg" \
     --use-averaged-model "$use_averaged_model" --tokens "$lang_dir/tokens.txt" --out-dir "$exp_dir/deploy" \
-    ${subnets:+--subnets "$subnets"}
-  python -m todm.sherpa_decode --deploy-dir "$exp_dir/deploy" --manifest-dir data/fbank --corpus "$corpus" \
-    --test-sets "$test_parts" --decoding-methods "$sherpa_methods" --max-active-paths "$beam_size" \
-    ${subnets:+--subnets "$subnets"}
+    --streaming-chunk "$streaming_chunk" ${subnets:+--subnets "$subnets"}
+  streaming_modes=false
+  if $causal; then streaming_modes="false true"; fi  # a causal run also decodes the online models
+  for streaming in $streaming_modes; do
+    python -m todm.sherpa_decode --deploy-dir "$exp_dir/deploy" --manifest-dir data/fbank --corpus "$corpus" \
+      --test-sets "$test_parts" --decoding-methods "$sherpa_methods" --max-active-paths "$beam_size" \
+      --streaming "$streaming" ${subnets:+--subnets "$subnets"}
+  done
   python -m todm.report --exp-dir "$exp_dir"
 fi

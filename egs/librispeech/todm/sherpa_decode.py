@@ -18,6 +18,16 @@ loading excluded) and the ONNX file sizes.
 
 ``--model-type ""`` (default) lets sherpa-onnx pick its implementation from the encoder's
 ``model_type`` metadata, as its ``sherpa-onnx-offline`` CLI does, so the metadata is tested too.
+
+``--streaming true`` decodes the online models of a causal run instead (``<spec>/streaming/``,
+``todm.streaming``) with ``sherpa_onnx.OnlineRecognizer``, chunk by chunk (``todm.sherpa_stream``),
+and writes the same files there. It also decodes the same padded audio with the offline fp32
+model of the subnet and counts the utterances whose greedy tokens are identical
+(``streaming_equals_offline`` in onnx_results.json: both are the same causal model).
+
+Before loading a model, ``todm.deploy_check`` checks that its files, metadata and tokens.txt
+belong together; a cut sampled at another rate than the models' 16 kHz is refused, naming its
+audio file.
 """
 
 import argparse
@@ -25,15 +35,19 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import onnx
 import sherpa_onnx
 from lhotse import CutSet
 
+from todm.deploy_check import check_model_dir
+from todm.sherpa_stream import (SAMPLE_RATE, make_online_recognizer, padded_for_stream, recognize_streaming,
+                                stream_geometry)
+from todm.streaming import STREAMING_DIR
 from todm.subsampling import MIN_INPUT_FRAMES
-from todm.utils import console_logging, read_tokens, save_json
+from todm.utils import console_logging, read_tokens, save_json, str2bool
 from todm.wer import write_results
 
 PRECISIONS = {"fp32": "", "int8": ".int8"}
@@ -79,7 +93,11 @@ def make_recognizer(files: dict[str, Path], tokens: Path, method: str, num_threa
 
 
 def load_mono(cut) -> np.ndarray:
-    """The cut's audio as a float32 [-1, 1] vector; errors name the cut."""
+    """The cut's 16 kHz audio as a float32 [-1, 1] vector; errors name the cut (and its file)."""
+    if cut.sampling_rate != SAMPLE_RATE:
+        sources = ", ".join(str(s.source) for s in cut.recording.sources)
+        raise ValueError(f"{sources}: cut {cut.id} is sampled at {cut.sampling_rate} Hz, the models at {SAMPLE_RATE} "
+                         "Hz: resample it (stage 1 does, e.g. sox in.wav -r 16000 out.wav)")
     try:
         audio = cut.load_audio()
     except Exception as e:
@@ -95,14 +113,27 @@ def too_short(num_samples: int, sampling_rate: int) -> bool:
     return (num_samples + shift // 2) // shift < MIN_INPUT_FRAMES
 
 
-def recognize(recognizer: sherpa_onnx.OfflineRecognizer, audio: np.ndarray, sampling_rate: int) -> list[str]:
-    """Words of one utterance (sherpa-onnx joins BPE pieces; ``▁`` becomes a space)."""
+def recognize(recognizer: sherpa_onnx.OfflineRecognizer, audio: np.ndarray,
+              sampling_rate: int = SAMPLE_RATE) -> tuple[list[str], list[str]]:
+    """(words, tokens) of one utterance (sherpa-onnx joins BPE pieces; ``▁`` becomes a space)."""
     if too_short(audio.size, sampling_rate):
-        return []
+        return [], []
     stream = recognizer.create_stream()
     stream.accept_waveform(sampling_rate, audio)
     recognizer.decode_stream(stream)
-    return stream.result.text.split()
+    return stream.result.text.split(), list(stream.result.tokens)
+
+
+def make_decoder(files: dict[str, Path], tokens: Path, method: str, num_threads: int, max_active_paths: int,
+                 model_type: str, streaming: bool) -> Callable[[np.ndarray], tuple[list[str], list[str]]]:
+    """audio -> (words, tokens) with sherpa-onnx's offline recognizer, or its online one fed the
+    padded audio chunk by chunk (``todm.sherpa_stream``)."""
+    if not streaming:
+        recognizer = make_recognizer(files, tokens, method, num_threads, max_active_paths, model_type)
+        return lambda audio: recognize(recognizer, audio)
+    online = make_online_recognizer(files, tokens, method, num_threads, max_active_paths, model_type)
+    size, shift = stream_geometry(files["encoder"])
+    return lambda audio: recognize_streaming(online, audio, size, shift)
 
 
 def load_cuts(manifest_dir: Path, corpus: str, test_set: str, max_utterances: int) -> CutSet:
@@ -113,54 +144,88 @@ def load_cuts(manifest_dir: Path, corpus: str, test_set: str, max_utterances: in
     return cuts.subset(first=max_utterances) if max_utterances > 0 else cuts
 
 
+def _decode_set(decoders: dict[tuple[str, str], Callable], cuts: CutSet, test_set: str) -> dict[str, Any]:
+    """Decode one set with every decoder, each utterance's audio loaded once; each decoder's
+    time is measured on its own (stream creation, fbank, encoder, search). Returns hyps
+    {key: [(cut id, ref, hyp words)]}, tokens {key: {cut id: tokens}}, seconds {key: s},
+    audio_seconds and num_cuts."""
+    out: dict[str, Any] = {"hyps": {key: [] for key in decoders}, "tokens": {key: {} for key in decoders},
+                           "seconds": dict.fromkeys(decoders, 0.0), "audio_seconds": 0.0, "num_cuts": 0}
+    for cut in cuts:
+        if not cut.supervisions:
+            raise ValueError(f"cut {cut.id} in set {test_set!r} has no supervision (reference text)")
+        ref = " ".join(s.text or "" for s in cut.supervisions).split()
+        audio = load_mono(cut)
+        out["audio_seconds"] += audio.size / cut.sampling_rate
+        out["num_cuts"] += 1
+        for key, decode in decoders.items():
+            start = time.perf_counter()
+            words, tokens = decode(audio)
+            out["seconds"][key] += time.perf_counter() - start
+            out["hyps"][key].append((cut.id, ref, words))
+            out["tokens"][key][cut.id] = tokens
+    if out["num_cuts"] == 0:
+        raise ValueError(f"set {test_set!r} has no cuts")
+    return out
+
+
+def streaming_equals_offline(spec_dir: Path, suffix: str, cut_sets: dict[str, CutSet],
+                             stream_tokens: dict[str, list[str]], num_threads: int) -> dict[str, Any]:
+    """Decode each cut's padded audio (what the stream decoded) with the offline fp32 model of
+    the same causal subnet, greedy search, and count the utterances whose tokens equal the
+    stream's ``stream_tokens`` {cut id: tokens}."""
+    offline = make_recognizer(model_files(spec_dir, suffix, "fp32"), spec_dir / "tokens.txt", "greedy_search",
+                              num_threads, 4, "")
+    size, shift = stream_geometry(model_files(spec_dir / STREAMING_DIR, suffix, "fp32")["encoder"])
+    differing = [cut.id for cuts in cut_sets.values() for cut in cuts
+                 if recognize(offline, padded_for_stream(load_mono(cut), size, shift))[1] != stream_tokens[cut.id]]
+    return {"utterances": len(stream_tokens), "identical": len(stream_tokens) - len(differing),
+            "differing": differing[:20]}
+
+
 def decode_subnet(spec_dir: Path, cut_sets: dict[str, CutSet], methods: list[str], precisions: list[str],
                   num_threads: int = 1, max_active_paths: int = 4, model_type: str = "",
-                  suffix: str = "") -> dict[str, Any]:
+                  suffix: str = "", streaming: bool = False) -> dict[str, Any]:
     """Decode every set with every (precision, method); write the WER files and onnx_results.json.
 
-    Each utterance's audio is loaded once and fed to all recognizers; each recognizer's time
-    is measured on its own (stream creation, fbank, encoder, search).
+    ``streaming``: decode the online models of ``spec_dir/streaming/`` chunk by chunk and write
+    there, with ``streaming_equals_offline`` when fp32 greedy search is among them.
     """
-    suffix = find_suffix(spec_dir, suffix)
-    tokens = spec_dir / "tokens.txt"
+    model_dir = spec_dir / STREAMING_DIR if streaming else spec_dir
+    if not model_dir.is_dir():
+        raise FileNotFoundError(f"{model_dir} does not exist: online models are exported for causal models only "
+                                "(./run.sh --causal true)")
+    suffix = find_suffix(model_dir, suffix)
+    tokens = model_dir / "tokens.txt"
     if not tokens.is_file():
         raise FileNotFoundError(f"{tokens} does not exist: run todm.export (stage 6)")
     if read_tokens(tokens).get("<blk>") != 0:
         raise ValueError(f"{tokens}: sherpa-onnx needs <blk> with id 0")
-    files = {p: model_files(spec_dir, suffix, p) for p in precisions}
-    recognizers = {(p, m): make_recognizer(files[p], tokens, m, num_threads, max_active_paths, model_type)
-                   for p in precisions for m in methods}
+    files = {p: model_files(model_dir, suffix, p) for p in precisions}
+    for precision in precisions:
+        check_model_dir(model_dir, files[precision], tokens, streaming)
+    decoders = {(p, m): make_decoder(files[p], tokens, m, num_threads, max_active_paths, model_type, streaming)
+                for p in precisions for m in methods}
+    tag = "streaming-" if streaming else ""
     results: dict[str, dict[str, dict[str, Any]]] = {p: {m: {} for m in methods} for p in precisions}
+    greedy_tokens: dict[str, list[str]] = {}
     for test_set, cuts in cut_sets.items():
-        hyps: dict[tuple[str, str], list] = {key: [] for key in recognizers}
-        seconds = dict.fromkeys(recognizers, 0.0)
-        audio_seconds, num_cuts = 0.0, 0
-        for cut in cuts:
-            if not cut.supervisions:
-                raise ValueError(f"cut {cut.id} in set {test_set!r} has no supervision (reference text)")
-            ref = " ".join(s.text or "" for s in cut.supervisions).split()
-            audio = load_mono(cut)
-            audio_seconds += audio.size / cut.sampling_rate
-            num_cuts += 1
-            for key, recognizer in recognizers.items():
-                start = time.perf_counter()
-                hyp = recognize(recognizer, audio, cut.sampling_rate)
-                seconds[key] += time.perf_counter() - start
-                hyps[key].append((cut.id, ref, hyp))
-        if num_cuts == 0:
-            raise ValueError(f"set {test_set!r} has no cuts")
-        for (precision, method), res in hyps.items():
-            stats = write_results(spec_dir, test_set, f"sherpa-{precision}-{method}_{suffix}", res)
+        decoded = _decode_set(decoders, cuts, test_set)
+        greedy_tokens.update(decoded["tokens"].get(("fp32", "greedy_search"), {}))
+        audio_seconds = decoded["audio_seconds"]
+        for (precision, method), res in decoded["hyps"].items():
+            stats = write_results(model_dir, test_set, f"sherpa-{tag}{precision}-{method}_{suffix}", res)
+            seconds = decoded["seconds"][precision, method]
             results[precision][method][test_set] = {
-                **stats, "num_utterances": num_cuts, "audio_seconds": round(audio_seconds, 3),
-                "decode_seconds": round(seconds[(precision, method)], 3),
-                "rtf": seconds[(precision, method)] / audio_seconds,
+                **stats, "num_utterances": decoded["num_cuts"], "audio_seconds": round(audio_seconds, 3),
+                "decode_seconds": round(seconds, 3), "rtf": seconds / audio_seconds,
             }
-            logging.info(f"{spec_dir.name} {precision} {method} {test_set}: WER {stats['wer']:.2f}% "
-                         f"RTF {seconds[(precision, method)] / audio_seconds:.4f}")
+            logging.info(f"{spec_dir.name} {tag}{precision} {method} {test_set}: WER {stats['wer']:.2f}% "
+                         f"RTF {seconds / audio_seconds:.4f}")
     summary = {
         "spec": spec_dir.name,
         "suffix": suffix,
+        "streaming": streaming,
         "params": _export_info(spec_dir).get("params"),
         "model_type": _metadata(files[precisions[0]]["encoder"]).get("model_type"),
         "sherpa_model_type_arg": model_type,
@@ -171,7 +236,12 @@ def decode_subnet(spec_dir: Path, cut_sets: dict[str, CutSet], methods: list[str
         "wer": {p: {m: {s: r["wer"] for s, r in results[p][m].items()} for m in methods} for p in precisions},
         "rtf": {p: {m: _pooled_rtf(results[p][m]) for m in methods} for p in precisions},
     }
-    save_json(summary, spec_dir / "onnx_results.json")
+    if streaming and greedy_tokens:
+        summary["streaming_equals_offline"] = streaming_equals_offline(spec_dir, suffix, cut_sets, greedy_tokens,
+                                                                       num_threads)
+        logging.info(f"{spec_dir.name}: streaming greedy tokens = offline on "
+                     f"{summary['streaming_equals_offline']['identical']}/{len(greedy_tokens)} utterances")
+    save_json(summary, model_dir / "onnx_results.json")
     return summary
 
 
@@ -213,6 +283,8 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model-type", type=str, default="",
                         help='sherpa-onnx model_type; "" = read it from the encoder metadata')
     parser.add_argument("--max-utterances", type=int, default=0, help="decode only the first N cuts per set (0 = all)")
+    parser.add_argument("--streaming", type=str2bool, default=False,
+                        help="decode the online models in <spec>/streaming/ (a --causal true run) chunk by chunk")
     return parser
 
 
@@ -242,8 +314,8 @@ def main() -> None:
     cut_sets = {s: load_cuts(args.manifest_dir, args.corpus, s, args.max_utterances) for s in _split(args.test_sets)}
     for spec_dir in spec_dirs:
         decode_subnet(spec_dir, cut_sets, methods, precisions, args.num_threads, args.max_active_paths,
-                      args.model_type, args.suffix)
-        logging.info(f"Wrote {spec_dir / 'onnx_results.json'}")
+                      args.model_type, args.suffix, args.streaming)
+        logging.info(f"Wrote {spec_dir / (STREAMING_DIR if args.streaming else '') / 'onnx_results.json'}")
 
 
 if __name__ == "__main__":
