@@ -1,10 +1,14 @@
-"""todm.report on synthetic stage outputs: table rows, relative difference, plot, missing pieces."""
+"""todm.report on synthetic stage outputs: table rows, relative difference, plot, missing pieces,
+the streaming and causal-vs-bidirectional columns of a causal run."""
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from todm.report import make_report, relative_difference
 
@@ -148,3 +152,45 @@ def test_readme_block_is_replaced_and_missing_markers_are_named(tmp_path):
     (tmp_path / "bare.md").write_text("# no markers\n")
     with pytest.raises(ValueError, match="bare.md: no"):
         update_readme(tmp_path / "bare.md", "x")
+
+
+def _streaming_experiment(exp: Path) -> None:
+    """A causal run: _full_experiment plus the online model of L2-F8-H1 and a bidirectional run."""
+    _full_experiment(exp)
+    _write(exp / "deploy" / "L2-F8-H1" / "streaming" / "onnx_results.json", {
+        "spec": "L2-F8-H1", "streaming": True,
+        "wer": {"fp32": {METHOD: {"test": 12.5}}, "int8": {METHOD: {"test": 13.5}}},
+        "rtf": {"fp32": {METHOD: 0.0311}, "int8": {METHOD: 0.0288}},
+        "streaming_equals_offline": {"utterances": 40, "identical": 39, "differing": ["utt7"]},
+    })
+    bidir = exp.parent / "bidir" / "supernet" / METHOD
+    _write(bidir / "results-L2-F8-H1_epoch-2_avg-1.json", _decode_result("L2-F8-H1", 1200, 9.0, 10.0))
+    _write(bidir / "results-L4-F16-H2_epoch-2_avg-1.json", _decode_result("L4-F16-H2", 3600, 8.0, 9.0))
+
+
+def test_streaming_columns_targets_and_notes(tmp_path):
+    exp = tmp_path / "exp"
+    _streaming_experiment(exp)
+    report = make_report(exp, exp / "report", METHOD, bidirectional_dir=tmp_path / "bidir" / "supernet")
+    markdown = (exp / "report" / "report.md").read_text()
+    rows = _table(markdown)
+    small, large = rows["L2-F8-H1"], rows["L4-F16-H2"]
+    assert small["stream WER test"] == "12.50" and small["RTF stream fp32"] == "0.0311"
+    assert small["RTF stream int8"] == "0.0288" and large["stream WER test"] == "-"
+    assert small["WER test bidir."] == "10.00" and small["causal vs bidir. test"] == "+20.0%"
+    assert large["causal vs bidir. dev"] == "+0.0%"
+    checks = {t["name"]: t for t in report["targets"]}
+    assert checks["int8 / fp32 ONNX size, largest over subnets"]["value"] == 1.5 / 4
+    assert checks["streaming RTF of the largest subnet (fp32)"]["value"] is None  # L4 has no online model
+    causal = checks["median relative WER difference causal vs bidirectional (%)"]
+    assert causal["value"] == pytest.approx(statistics.median([100 / 9, 20.0, 0.0, 0.0])) and causal["met"] is True
+    assert any("differ from the offline model's" in n and "L2-F8-H1 on 1 of 40" in n for n in report["notes"])
+
+
+def test_an_offline_run_shows_no_streaming_columns(tmp_path):
+    exp = tmp_path / "exp"
+    _full_experiment(exp)
+    report = make_report(exp, exp / "report", METHOD)
+    header = _table((exp / "report" / "report.md").read_text())["L2-F8-H1"]
+    assert not any("stream" in column or "bidir" in column for column in header)
+    assert [t["name"] for t in report["targets"]][-1] == "int8 / fp32 ONNX size, largest over subnets"

@@ -10,6 +10,11 @@ note naming the stage that produces it):
   baselines (stage 5, then ``todm.decode`` on them);
 - ``<exp-dir>/deploy/<spec>/onnx_results.json``: sherpa-onnx WER, RTF and file sizes (stage 6,
   ``todm.sherpa_decode``);
+- ``<exp-dir>/deploy/<spec>/streaming/onnx_results.json``: the same for the online model of a
+  causal run (``todm.sherpa_decode --streaming true``), shown as the "stream" columns, with how
+  many utterances it decoded to exactly the offline model's tokens;
+- ``--bidirectional-dir``: the supernet dir of a bidirectional run with the same flags, for a
+  causal run: its WER beside the causal one and the relative difference;
 - ``<exp-dir>/supernet/train_cost.json`` and ``<exp-dir>/baseline-*/train_cost.json``: training
   cost of the one TODM job and of every baseline job (``todm.train``).
 
@@ -21,7 +26,9 @@ negative means the subnet cut from the supernet beats the model trained alone.
 
 The report also checks TODM's claims as targets (thresholds are flags) and says by how much
 each is met or missed: the largest subnet's WER and every subnet's WER on the last test set,
-TODM's training wall time over the baselines' total, and the median relative WER difference.
+TODM's training wall time over the baselines' total, the median relative WER difference, the
+int8 files' size over the fp32 files', and where measured the largest subnet's streaming RTF and
+the median relative WER difference of the causal run over the bidirectional one.
 ``--readme`` replaces the text between ``<!-- results:begin -->`` and ``<!-- results:end -->``
 of a README with the report, so published numbers are generated, not typed.
 """
@@ -39,6 +46,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from todm.streaming import STREAMING_DIR  # noqa: E402
 from todm.utils import atomic_write, console_logging, save_json  # noqa: E402
 
 ONNX_PYTORCH_TOLERANCE = 0.5  # absolute WER points allowed between sherpa-onnx fp32 and PyTorch
@@ -54,6 +62,9 @@ class Targets:
     wer_every: float = 20.0  # WER % of every subnet, last test set
     cost_ratio: float = 0.5  # TODM wall time / sum of the baselines' wall times
     median_relative_difference: float = 0.0  # median over subnets and sets, %
+    int8_size_ratio: float = 0.3  # int8 / fp32 ONNX bytes, the largest ratio over subnets
+    streaming_rtf: float = 0.05  # streaming RTF (fp32, sherpa-onnx) of the largest subnet
+    causal_vs_bidirectional: float = 15.0  # median relative WER difference causal vs bidirectional, %
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -88,8 +99,10 @@ def load_baselines(exp_dir: Path, method: str, suffix: str = "") -> dict[str, di
     return out
 
 
-def load_onnx_results(deploy_dir: Path) -> dict[str, dict[str, Any]]:
-    return {p.parent.name: _read_json(p) for p in sorted(deploy_dir.glob("*/onnx_results.json"))}
+def load_onnx_results(deploy_dir: Path, streaming: bool = False) -> dict[str, dict[str, Any]]:
+    """{spec: onnx_results.json} of each deployed subnet (``streaming``: of its online model)."""
+    pattern = f"*/{STREAMING_DIR}/onnx_results.json" if streaming else "*/onnx_results.json"
+    return {p.parents[1 if streaming else 0].name: _read_json(p) for p in sorted(deploy_dir.glob(pattern))}
 
 
 def training_cost(exp_dir: Path, supernet_dir: Path) -> dict[str, Any]:
@@ -149,6 +162,28 @@ def build_rows(supernet: dict, baselines: dict, onnx: dict, method: str) -> tupl
     return rows, sets, onnx_sets
 
 
+def add_streaming(rows: list[dict], streaming: dict[str, dict], method: str) -> list[str]:
+    """Give each row its online model's fp32 WER per set, its RTF (fp32, int8) and how many
+    utterances it decoded as the offline model; returns the streaming sets."""
+    sets: list[str] = []
+    for res in streaming.values():
+        sets += [s for s in res.get("wer", {}).get("fp32", {}).get(method, {}) if s not in sets]
+    for row in rows:
+        res = streaming.get(row["spec"], {})
+        row["stream_wer"] = {s: res.get("wer", {}).get("fp32", {}).get(method, {}).get(s) for s in sets}
+        row["stream_rtf"] = {p: res.get("rtf", {}).get(p, {}).get(method) for p in ("fp32", "int8")}
+        row["stream_equals_offline"] = res.get("streaming_equals_offline")
+    return sets
+
+
+def add_bidirectional(rows: list[dict], bidirectional: dict[str, dict], sets: list[str]) -> None:
+    """Give each row (of a causal run) the bidirectional run's WER and the relative difference."""
+    for row in rows:
+        wer = bidirectional.get(row["spec"], {}).get("wer", {})
+        row["bidirectional_wer"] = {s: wer.get(s) for s in sets}
+        row["causal_vs_bidirectional"] = {s: relative_difference(row["wer"][s], wer.get(s)) for s in sets}
+
+
 def _fmt(value: Any, spec: str = "{:.2f}", suffix: str = "") -> str:
     return MISSING if value is None else spec.format(value) + suffix
 
@@ -180,30 +215,57 @@ def check_targets(rows: list[dict], sets: list[str], cost: dict, targets: Target
         ("median relative WER difference TODM vs baseline (%)", statistics.median(diffs) if diffs else None,
          targets.median_relative_difference),
     ]
+    sizes = [r["onnx_bytes"]["int8"] / r["onnx_bytes"]["fp32"] for r in rows
+             if r["onnx_bytes"]["int8"] and r["onnx_bytes"]["fp32"]]
+    measured.append(("int8 / fp32 ONNX size, largest over subnets", max(sizes) if sizes else None,
+                     targets.int8_size_ratio))
+    if rows and "stream_rtf" in rows[-1]:
+        measured.append(("streaming RTF of the largest subnet (fp32)", rows[-1]["stream_rtf"]["fp32"],
+                         targets.streaming_rtf))
+    if rows and "causal_vs_bidirectional" in rows[0]:
+        diffs = [d for r in rows for d in r["causal_vs_bidirectional"].values() if d is not None]
+        measured.append(("median relative WER difference causal vs bidirectional (%)",
+                         statistics.median(diffs) if diffs else None, targets.causal_vs_bidirectional))
     return [{"name": name, "value": value, "threshold": threshold,
              "met": None if value is None else value <= threshold} for name, value, threshold in measured]
 
 
 def render_markdown(rows: list[dict], sets: list[str], onnx_sets: list[str], cost: dict, method: str,
-                    notes: list[str], targets: list[dict[str, Any]] | None = None) -> str:
+                    notes: list[str], targets: list[dict[str, Any]] | None = None,
+                    stream_sets: list[str] | None = None) -> str:
+    stream_sets = stream_sets or []
+    bidirectional = bool(rows) and "bidirectional_wer" in rows[0]
     header = ["spec", "params", "MACs/s"]
     for s in sets:
         header += [f"WER {s} TODM", f"WER {s} baseline", f"rel. diff {s}"]
+        header += [f"WER {s} bidir.", f"causal vs bidir. {s}"] if bidirectional else []
     for s in onnx_sets:
         header += [f"ONNX WER {s} fp32", f"ONNX WER {s} int8"]
-    header += ["RTF PyTorch", "RTF ONNX fp32", "RTF ONNX int8", "size fp32", "size int8"]
+    header += [f"stream WER {s}" for s in stream_sets]
+    header += ["RTF PyTorch", "RTF ONNX fp32", "RTF ONNX int8"]
+    header += ["RTF stream fp32", "RTF stream int8"] if stream_sets else []
+    header += ["size fp32", "size int8"]
     lines = [f"# TODM report ({method})", "",
              "WER in %; rel. diff = (TODM - baseline) / baseline (negative: TODM better); RTF at 1 thread "
-             "(ONNX: sherpa-onnx); size = encoder + decoder + joiner ONNX files.", "",
+             "(ONNX: sherpa-onnx); size = encoder + decoder + joiner ONNX files."
+             + (" stream: the online model in sherpa-onnx's OnlineRecognizer, chunk by chunk (fp32 WER)."
+                if stream_sets else "")
+             + (" bidir.: the bidirectional run with the same flags; causal vs bidir. = (causal - bidir.) / bidir."
+                if bidirectional else ""), "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
         cells = [r["spec"], _fmt(r["params"], "{:,}"), _si(r["macs_per_second"])]
         for s in sets:
             cells += [_fmt(r["wer"][s]), _fmt(r["baseline_wer"][s]), _fmt(r["relative_difference"][s], "{:+.1f}", "%")]
+            if bidirectional:
+                cells += [_fmt(r["bidirectional_wer"][s]), _fmt(r["causal_vs_bidirectional"][s], "{:+.1f}", "%")]
         for s in onnx_sets:
             cells += [_fmt(r["onnx_wer"]["fp32"][s]), _fmt(r["onnx_wer"]["int8"][s])]
+        cells += [_fmt(r["stream_wer"][s]) for s in stream_sets]
         cells += [_fmt(r["rtf_pytorch"], "{:.4f}"), _fmt(r["onnx_rtf"]["fp32"], "{:.4f}"),
                   _fmt(r["onnx_rtf"]["int8"], "{:.4f}")]
+        if stream_sets:
+            cells += [_fmt(r["stream_rtf"]["fp32"], "{:.4f}"), _fmt(r["stream_rtf"]["int8"], "{:.4f}")]
         cells += [_fmt(b and b / 1e6, "{:.2f} MB") for b in (r["onnx_bytes"]["fp32"], r["onnx_bytes"]["int8"])]
         lines.append("| " + " | ".join(cells) + " |")
     total = cost["baselines_total"]
@@ -269,7 +331,20 @@ def collect_notes(rows: list[dict], sets: list[str], onnx_sets: list[str], cost:
     if gaps:
         notes.append(f"sherpa-onnx fp32 vs PyTorch WER: largest gap {max(gaps):.2f} absolute over {len(gaps)} "
                      f"subnet/set pairs (tolerance {ONNX_PYTORCH_TOLERANCE})")
-    return notes
+    return notes + streaming_notes(rows)
+
+
+def streaming_notes(rows: list[dict]) -> list[str]:
+    """How many utterances each online model decoded to exactly its offline model's tokens."""
+    checks = {r["spec"]: r["stream_equals_offline"] for r in rows if r.get("stream_equals_offline")}
+    differing = [f"{spec} on {c['utterances'] - c['identical']} of {c['utterances']} utterances (e.g. "
+                 f"{', '.join(c['differing'][:3])})" for spec, c in checks.items() if c["identical"] < c["utterances"]]
+    if differing:
+        return [f"streaming greedy tokens differ from the offline model's on the same audio: {'; '.join(differing)}"]
+    if checks:
+        return [f"streaming greedy tokens = the offline model's on the same audio: every utterance of "
+                f"{len(checks)} subnets ({sum(c['utterances'] for c in checks.values())} decodes)"]
+    return []
 
 
 def plot_wer_vs_params(rows: list[dict], sets: list[str], path: Path) -> None:
@@ -296,7 +371,8 @@ def plot_wer_vs_params(rows: list[dict], sets: list[str], path: Path) -> None:
 
 
 def make_report(exp_dir: Path, out_dir: Path, method: str = "greedy_search", supernet_dir: Path | None = None,
-                deploy_dir: Path | None = None, suffix: str = "", targets: Targets = Targets()) -> dict[str, Any]:
+                deploy_dir: Path | None = None, suffix: str = "", targets: Targets = Targets(),
+                bidirectional_dir: Path | None = None) -> dict[str, Any]:
     """Read every stage's outputs, write report.md/json and the plot; returns the report dict."""
     supernet_dir = supernet_dir or exp_dir / "supernet"
     deploy_dir = deploy_dir or exp_dir / "deploy"
@@ -304,14 +380,18 @@ def make_report(exp_dir: Path, out_dir: Path, method: str = "greedy_search", sup
     baselines = load_baselines(exp_dir, method, suffix)
     onnx = load_onnx_results(deploy_dir)
     rows, sets, onnx_sets = build_rows(supernet, baselines, onnx, method)
+    streaming = load_onnx_results(deploy_dir, streaming=True)
+    stream_sets = add_streaming(rows, streaming, method) if streaming else []
+    if bidirectional_dir is not None:
+        add_bidirectional(rows, load_decode_results(bidirectional_dir / method), sets)
     cost = training_cost(exp_dir, supernet_dir)
     notes = collect_notes(rows, sets, onnx_sets, cost, {"exp": exp_dir, "supernet": supernet_dir,
                                                          "deploy": deploy_dir})
     checks = check_targets(rows, sets, cost, targets)
-    report = {"decoding_method": method, "sets": sets, "onnx_sets": onnx_sets, "rows": rows,
-              "training_cost": cost, "targets": checks, "notes": notes}
+    report = {"decoding_method": method, "sets": sets, "onnx_sets": onnx_sets, "stream_sets": stream_sets,
+              "rows": rows, "training_cost": cost, "targets": checks, "notes": notes}
     out_dir.mkdir(parents=True, exist_ok=True)
-    markdown = render_markdown(rows, sets, onnx_sets, cost, method, notes, checks)
+    markdown = render_markdown(rows, sets, onnx_sets, cost, method, notes, checks, stream_sets)
     atomic_write(out_dir / "report.md", lambda tmp: tmp.write_text(markdown))
     save_json(report, out_dir / "report.json")
     plot_wer_vs_params(rows, sets, out_dir / "wer_vs_params.png")
@@ -327,6 +407,8 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--decoding-method", type=str, default="greedy_search", help="whose results to tabulate")
     parser.add_argument("--suffix", type=str, default="",
                         help="pick results files whose name contains this (e.g. epoch-12_avg-4); default newest")
+    parser.add_argument("--bidirectional-dir", type=Path, default=None,
+                        help="a causal run's report: the supernet dir of the bidirectional run to compare with")
     parser.add_argument("--readme", type=Path, default=None,
                         help=f"also write the report into this file between {README_BEGIN} and {README_END}")
     d = Targets()
@@ -334,6 +416,9 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--target-wer-every", type=float, default=d.wer_every)
     parser.add_argument("--target-cost-ratio", type=float, default=d.cost_ratio)
     parser.add_argument("--target-median-relative-difference", type=float, default=d.median_relative_difference)
+    parser.add_argument("--target-int8-size-ratio", type=float, default=d.int8_size_ratio)
+    parser.add_argument("--target-streaming-rtf", type=float, default=d.streaming_rtf)
+    parser.add_argument("--target-causal-vs-bidirectional", type=float, default=d.causal_vs_bidirectional)
     return parser
 
 
@@ -342,9 +427,10 @@ def main() -> None:
     console_logging()
     out_dir = args.out_dir or args.exp_dir / "report"
     targets = Targets(args.target_wer_largest, args.target_wer_every, args.target_cost_ratio,
-                      args.target_median_relative_difference)
+                      args.target_median_relative_difference, args.target_int8_size_ratio,
+                      args.target_streaming_rtf, args.target_causal_vs_bidirectional)
     report = make_report(args.exp_dir, out_dir, args.decoding_method, args.supernet_dir, args.deploy_dir, args.suffix,
-                         targets)
+                         targets, args.bidirectional_dir)
     for note in report["notes"]:
         logging.warning(note)
     for t in report["targets"]:
