@@ -16,6 +16,7 @@ SCRIPTS = [
     ["-m", "todm.describe_model"],
     ["bench/bench_loss.py"], ["bench/bench_subnets.py"], ["bench/bench_train_step.py"],
     ["bench/bench_scaling.py"], ["bench/bench_decode.py"], ["bench/bench_convergence.py"], ["bench/bench_threads.py"],
+    ["bench/bench_streaming.py"],
 ]
 
 
