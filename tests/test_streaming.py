@@ -22,6 +22,7 @@ from todm.encoder import Encoder
 from todm.export import deploy_subnet
 from todm.mh_ssm import MultiHeadSSM
 from todm.onnx_io import session
+from todm.ssm_scan import Modes, causal_scan, chunk_step
 from todm.sherpa_stream import make_online_recognizer, padded_for_stream, recognize_streaming, stream_geometry
 from todm.streaming import chunk_input_frames, export_streaming_encoder, run_chunks
 from todm.subsampling import subsampled_lengths
@@ -35,12 +36,30 @@ def test_encoder_streamed_in_pieces_equals_the_whole():
     encoder = Encoder(num_layers=3, dim=16, ffn_dim=32, num_heads=2, head_dim=4, state_dim=4, causal=True).eval()
     x = torch.randn(2, 61, 16)
     whole = encoder(x, torch.tensor([61, 61]), num_layers=2, ffn_dim=24, num_heads=1)
-    states = [torch.zeros(2, 4, 2, 2)] * 2  # 2 blocks, 1 head of 4 channels, 2 modes
-    pieces = []
-    for start, end in ((0, 1), (1, 17), (17, 18), (18, 50), (50, 61)):  # chunks of 1..32 frames
-        out, states = encoder.streaming_forward(x[:, start:end], states, ffn_dim=24, num_heads=1, chunk=5)
-        pieces.append(out)
-    torch.testing.assert_close(torch.cat(pieces, 1), whole, rtol=1e-5, atol=1e-5)
+    for chunk, bounds in ((None, (0, 1, 17, 18, 50, 61)), (4, range(0, 61, 4))):  # pieces of 1..32 or 4 frames
+        states = [torch.zeros(2, 4, 2, 2)] * 2  # 2 blocks, 1 head of 4 channels, 2 modes
+        pieces = []
+        for start, end in zip(bounds, bounds[1:]):
+            out, states = encoder.streaming_forward(x[:, start:end], states, ffn_dim=24, num_heads=1, chunk=chunk)
+            pieces.append(out)
+        n = bounds[-1]
+        torch.testing.assert_close(torch.cat(pieces, 1), whole[:, :n], rtol=1e-5, atol=1e-5)
+
+
+def test_chunk_step_is_causal_scan_of_one_chunk():
+    g = torch.Generator().manual_seed(0)
+    modes = Modes(-torch.rand(6, 3, generator=g, dtype=torch.float64), torch.randn(6, 3, generator=g, dtype=torch.float64),
+                  *torch.randn(2, 6, 3, generator=g, dtype=torch.float64))
+    u = torch.randn(2, 6, 35, generator=g, dtype=torch.float64)
+    whole, final = causal_scan(u, modes)
+    state, pieces = torch.zeros(2, 6, 2, 3, dtype=torch.float64), []
+    for start in range(0, 35, 7):
+        y, state = chunk_step(u[..., start:start + 7], modes, state, 7)
+        pieces.append(y)
+    torch.testing.assert_close(torch.cat(pieces, -1), whole, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(state, final, rtol=1e-10, atol=1e-10)
+    with pytest.raises(ValueError, match="exactly 7 frames"):
+        chunk_step(u[..., :6], modes, state, 7)
 
 
 def test_a_bidirectional_layer_refuses_to_stream():

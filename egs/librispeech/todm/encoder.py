@@ -34,7 +34,6 @@ import torch.nn.functional as F
 
 from todm.dropout import dropout as apply_dropout
 from todm.mh_ssm import MultiHeadSSM
-from todm.ssm_scan import CHUNK
 
 # Output projections of every module start at this fraction of PyTorch's default init.
 OUTPUT_INIT_SCALE = 0.1
@@ -106,7 +105,7 @@ class StateformerBlock(nn.Module):
 
     def streaming_forward(
         self, x: torch.Tensor, state: torch.Tensor, ffn_dim: int | None = None, num_heads: int | None = None,
-        chunk: int = CHUNK,
+        chunk: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The next frames of a stream through the block: only the MH-SSM mixes time, so its
         scan state [B, C, 2, M] is the block's whole state (``MultiHeadSSM.streaming_forward``)."""
@@ -166,12 +165,13 @@ class Encoder(nn.Module):
         states: list[torch.Tensor],
         ffn_dim: int | None = None,
         num_heads: int | None = None,
-        chunk: int = CHUNK,
+        chunk: int | None = None,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """The next T frames of a stream, x [B, T, dim] (no padding), through the first
         len(states) blocks: states[i] [B, C, 2, M] is block i's scan state (zeros at the start,
         ``todm.streaming``). Returns ([B, T, dim], the states after these frames). Run piece by
         piece on a causal encoder it gives ``forward`` over the whole stream, frame for frame.
+        ``chunk``: see ``MultiHeadSSM.streaming_forward``.
         """
         if not 1 <= len(states) <= len(self.layers):
             raise ValueError(f"need one state per block, 1..{len(self.layers)}, got {len(states)}")

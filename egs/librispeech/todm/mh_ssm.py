@@ -46,7 +46,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from todm.dropout import dropout as apply_dropout
-from todm.ssm_scan import CHUNK, Modes, causal_scan, kernel, scan_conv
+from todm.ssm_scan import Modes, causal_scan, chunk_step, kernel, scan_conv
 
 
 # Parameters that are log time steps, decay rates and frequencies rather than weights. As in
@@ -195,7 +195,7 @@ class MultiHeadSSM(nn.Module):
         return F.linear(y, self.out_proj.weight[:, :width], self.out_proj.bias)
 
     def streaming_forward(
-        self, x: torch.Tensor, state: torch.Tensor, num_heads: int | None = None, chunk: int = CHUNK
+        self, x: torch.Tensor, state: torch.Tensor, num_heads: int | None = None, chunk: int | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The next T frames of a stream: x [B, T, dim] (every frame valid), state [B, h*P, 2, M]
         -> (y [B, T, dim], the state after them). Causal layers only (eval mode: no dropout).
@@ -204,13 +204,14 @@ class MultiHeadSSM(nn.Module):
         last frame seen (real parts, imaginary parts), zeros before the first. Fed piece by
         piece from the state each call returns, a stream gets what ``forward`` gives on the
         whole: the convolution is the only op that mixes time, and the state carries all of
-        its past. ``chunk``: frames per scan chunk (the streaming export uses the piece length,
-        so that a piece is one matrix product).
+        its past. ``chunk``: None for pieces of any length (``causal_scan``); an int when every
+        piece is exactly that many frames (``chunk_step``: what the streaming export runs).
         """
         if self.c_bwd is not None:
             raise ValueError("a bidirectional MH-SSM reads future frames and cannot stream: train with --causal true")
         h = self.num_heads if num_heads is None else num_heads
         width = h * self.head_dim
         u = F.linear(x, self.in_proj.weight[:width], self.in_proj.bias[:width]).transpose(1, 2)  # [B, W, T]
-        y, state = causal_scan(u, self.modes(h)[0], state, chunk)
+        modes = self.modes(h)[0]
+        y, state = causal_scan(u, modes, state) if chunk is None else chunk_step(u, modes, state, chunk)
         return self._output(u, y, h, 0.0), state

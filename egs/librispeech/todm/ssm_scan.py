@@ -35,7 +35,8 @@ channels, M = 16, L = 16..32): a log-step doubling scan (all E_n in log2(T/L) ve
 was 1.8-3.4x slower, the E_n as one [T/L, T/L] matrix product per mode (quadratic) 14-38x.
 
 A state [B, C, 2, M] can also be given at the start and is returned at the end
-(``causal_scan``), so that a stream can be processed piece by piece with the result of one pass.
+(``causal_scan``), so that a stream can be processed piece by piece with the result of one pass;
+``chunk_step`` is the piece of exactly one chunk, what a streaming encoder runs (todm.streaming).
 
 ``scan_conv`` is the drop-in for ``fft_conv``: its backward direction (frames strictly in the
 future, see ``fft_conv``) is the causal scan of the time-reversed input delayed by one frame.
@@ -191,6 +192,23 @@ def causal_scan(
     entering = entering.permute(1, 2, 0, 3, 4).reshape(batch, channels, num_chunks, -1)
     y = local[..., :chunk] + torch.matmul(entering, readout)
     return y.reshape(batch, channels, num_chunks * chunk)[..., pad:], final
+
+
+def chunk_step(u: torch.Tensor, modes: Modes, state: torch.Tensor, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``causal_scan`` of exactly one chunk: u [B, C, chunk] after the state h [B, C, 2, M] ->
+    (y [B, C, chunk], the state after it). What a stream computes per chunk.
+
+    y = x @ Toeplitz + [h_re, h_im] @ readout and the state z^L h + s: two matrix products and a
+    multiply, with no loop and no size read from the input, so that in a graph exported for a
+    fixed ``chunk`` every matrix is folded when the model loads (``causal_scan`` places the
+    state by the input's length at run time, which a streaming encoder paid for on every call).
+    """
+    if not torch.jit.is_tracing() and u.size(-1) != chunk:
+        raise ValueError(f"chunk_step needs exactly {chunk} frames, got input of shape {list(u.shape)}")
+    step, readout, a, b = (t.to(u.dtype) for t in chunk_operators(modes, chunk))
+    local = torch.matmul(u.unsqueeze(2), step).squeeze(2)  # [B, C, L + 2M]: local outputs, what the chunk leaves
+    y = local[..., :chunk] + torch.matmul(state.flatten(2).unsqueeze(2), readout).squeeze(2)
+    return y, multiply(state, a, b) + local[..., chunk:].unflatten(-1, (2, -1))
 
 
 def scan_conv(u: torch.Tensor, fwd: Modes, bwd: Modes | None, chunk: int = CHUNK) -> torch.Tensor:

@@ -13,7 +13,9 @@ mix time at all:
 - the MH-SSM of each block (``MultiHeadSSM.streaming_forward``): a diagonal linear recurrence
   (``todm.ssm_scan``) whose state, M complex modes for each of its C = heads x head_dim
   channels, summarises everything it has seen: a real tensor [B, C, 2, M] (real parts,
-  imaginary parts), zeros at the start of an utterance.
+  imaginary parts), zeros at the start of an utterance. A chunk of k frames is one
+  ``ssm_scan.chunk_step``: two matrix products with a k x k Toeplitz matrix and the state's
+  readout, whose matrices onnxruntime folds when it loads the model (k is fixed in the graph).
 
 Everything else (LayerNorms, feed-forward blocks, the SSM's skip, GELU and gate, the joiner's
 encoder projection) works frame by frame. So a chunk of k frames run from the states the
