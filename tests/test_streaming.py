@@ -48,8 +48,8 @@ def test_encoder_streamed_in_pieces_equals_the_whole():
 
 def test_chunk_step_is_causal_scan_of_one_chunk():
     g = torch.Generator().manual_seed(0)
-    modes = Modes(-torch.rand(6, 3, generator=g, dtype=torch.float64), torch.randn(6, 3, generator=g, dtype=torch.float64),
-                  *torch.randn(2, 6, 3, generator=g, dtype=torch.float64))
+    log_decay, angle, w_re, w_im = torch.randn(4, 6, 3, generator=g, dtype=torch.float64)
+    modes = Modes(-log_decay.abs(), angle, w_re, w_im)  # 6 channels of 3 decaying modes
     u = torch.randn(2, 6, 35, generator=g, dtype=torch.float64)
     whole, final = causal_scan(u, modes)
     state, pieces = torch.zeros(2, 6, 2, 3, dtype=torch.float64), []
