@@ -138,3 +138,30 @@ def test_rerun_skips_finished_work(finished):
 def test_bad_flags_are_named(tiny_recipe, args, message):
     r = run_recipe(tiny_recipe, *args)
     assert r.returncode != 0 and message in r.stdout + r.stderr
+
+
+@pytest.fixture(scope="module")
+def streamed(tiny_recipe, tmp_path_factory):
+    """The streaming run: ./run.sh --causal true, stages 3-6 without baselines, in its own exp dir."""
+    recipe = tmp_path_factory.mktemp("stream") / "recipe"
+    shutil.copytree(tiny_recipe, recipe, symlinks=True)
+    r = run_recipe(recipe, "--stage", "3", "--stop-stage", "6", "--tiny", "true", "--causal", "true",
+                   "--baselines", "false", "--exp-dir", "exp/causal", "--streaming-chunk", "4")
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
+    return recipe / "exp" / "causal"
+
+
+def test_a_causal_run_deploys_and_reports_online_models(streamed):
+    config, _ = _config(streamed / "supernet" / "epoch-2.pt")
+    assert config.causal
+    todm = _results(streamed / "supernet" / "greedy_search")
+    report = _json(streamed / "report" / "report.json")
+    assert report["stream_sets"] == list(SETS) and "stream WER test" in (streamed / "report" / "report.md").read_text()
+    for spec in todm:
+        online = _json(streamed / "deploy" / spec / "streaming" / "onnx_results.json")
+        assert online["model_type"] == "lstm" and online["streaming"] is True
+        checked = online["streaming_equals_offline"]
+        assert checked["identical"] == checked["utterances"] > 0, (spec, checked)
+        assert _json(streamed / "deploy" / spec / "streaming" / "export.json")["chunk_frames"] == 4
+    rows = {row["spec"]: row for row in report["rows"]}
+    assert all(row["stream_wer"]["test"] is not None and row["stream_rtf"]["fp32"] > 0 for row in rows.values())
