@@ -14,6 +14,7 @@ streaming export (``todm.streaming``) share.
 """
 
 import itertools
+import logging
 from pathlib import Path
 
 import onnx
@@ -101,18 +102,28 @@ def quantize(src: Path, dst: Path, op_types: list[str]) -> None:
     convs = _quantizable_convs(src)
 
     def write(tmp: Path) -> None:
-        source = src
-        if convs:
-            quantize_dynamic(model_input=str(src), model_output=str(tmp), op_types_to_quantize=["Conv"],
-                             nodes_to_quantize=convs, weight_type=QuantType.QUInt8, reduce_range=True)
-            source = tmp
-        quantize_dynamic(model_input=str(source), model_output=str(tmp), op_types_to_quantize=op_types,
-                         weight_type=QuantType.QInt8, reduce_range=True)
-        model = onnx.load(str(tmp))
-        del model.graph.value_info[:]
-        onnx.save(model, str(tmp))
+        previous = logging.root.manager.disable  # the quantizer logs each tensor it skips, at INFO on the root logger
+        logging.disable(logging.INFO)
+        try:
+            _quantize_twice(src, tmp, convs, op_types)
+        finally:
+            logging.disable(previous)
 
     atomic_write(dst, write)
+
+
+def _quantize_twice(src: Path, tmp: Path, convs: list[str], op_types: list[str]) -> None:
+    """``quantize``'s passes: the Conv nodes ``convs`` to uint8, then ``op_types`` to int8."""
+    source = src
+    if convs:
+        quantize_dynamic(model_input=str(src), model_output=str(tmp), op_types_to_quantize=["Conv"],
+                         nodes_to_quantize=convs, weight_type=QuantType.QUInt8, reduce_range=True)
+        source = tmp
+    quantize_dynamic(model_input=str(source), model_output=str(tmp), op_types_to_quantize=op_types,
+                     weight_type=QuantType.QInt8, reduce_range=True)
+    model = onnx.load(str(tmp))
+    del model.graph.value_info[:]
+    onnx.save(model, str(tmp))
 
 
 def session(path: Path, num_threads: int = 1) -> ort.InferenceSession:
