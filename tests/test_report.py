@@ -185,6 +185,7 @@ def test_streaming_columns_targets_and_notes(tmp_path):
     causal = checks["median relative WER difference causal vs bidirectional (%)"]
     assert causal["value"] == pytest.approx(statistics.median([100 / 9, 20.0, 0.0, 0.0])) and causal["met"] is True
     assert any("differ from the offline model's" in n and "L2-F8-H1 on 1 of 40" in n for n in report["notes"])
+    assert "| int8 / fp32 ONNX size, largest over subnets | 0.375 | <= 0.3 | **no** | +0.075 |" in markdown
 
 
 def test_an_offline_run_shows_no_streaming_columns(tmp_path):

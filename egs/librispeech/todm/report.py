@@ -282,8 +282,10 @@ def render_markdown(rows: list[dict], sets: list[str], onnx_sets: list[str], cos
         lines += ["", "## Targets", "", "| claim | measured | target | met | by |", "|---|---|---|---|---|"]
         for t in targets:
             met = MISSING if t["met"] is None else "yes" if t["met"] else "**no**"
-            by = MISSING if t["value"] is None else f"{t['value'] - t['threshold']:+.2f}"
-            lines.append(f"| {t['name']} | {_fmt(t['value'])} | <= {t['threshold']:g} | {met} | {by} |")
+            digits = 3 if 0 < abs(t["threshold"]) < 1 else 2  # ratios and RTFs: 0.284, not 0.28
+            by = MISSING if t["value"] is None else f"{t['value'] - t['threshold']:+.{digits}f}"
+            lines.append(f"| {t['name']} | {_fmt(t['value'], f'{{:.{digits}f}}')} | <= {t['threshold']:g} | {met} "
+                         f"| {by} |")
     if notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"
