@@ -10,7 +10,8 @@ streaming export (``todm.streaming``) share.
   int8 files shrink from 0.35x to under 0.3x the fp32 ones. The first convolution is
   left in fp32: its input is the fbank itself (quantizing it would round the features to 256
   levels) and its 72 weights weigh nothing.
-- ``session``: an onnxruntime session on one thread, as the device runs it.
+- ``session``: an onnxruntime session on one thread, as the device runs it; ``metadata``: a file's
+  metadata.
 """
 
 import itertools
@@ -124,6 +125,11 @@ def _quantize_twice(src: Path, tmp: Path, convs: list[str], op_types: list[str])
     model = onnx.load(str(tmp))
     del model.graph.value_info[:]
     onnx.save(model, str(tmp))
+
+
+def metadata(path: Path) -> dict[str, str]:
+    """The metadata of an ONNX file, read without its external weights."""
+    return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
 
 
 def session(path: Path, num_threads: int = 1) -> ort.InferenceSession:

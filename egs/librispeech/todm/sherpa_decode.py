@@ -38,11 +38,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-import onnx
 import sherpa_onnx
 from lhotse import CutSet
 
 from todm.deploy_check import check_model_dir
+from todm.onnx_io import metadata
 from todm.sherpa_stream import (SAMPLE_RATE, make_online_recognizer, padded_for_stream, recognize_streaming,
                                 stream_geometry)
 from todm.streaming import STREAMING_DIR
@@ -227,7 +227,7 @@ def decode_subnet(spec_dir: Path, cut_sets: dict[str, CutSet], methods: list[str
         "suffix": suffix,
         "streaming": streaming,
         "params": _export_info(spec_dir).get("params"),
-        "model_type": _metadata(files[precisions[0]]["encoder"]).get("model_type"),
+        "model_type": metadata(files[precisions[0]]["encoder"]).get("model_type"),
         "sherpa_model_type_arg": model_type,
         "num_threads": num_threads,
         "max_active_paths": max_active_paths,
@@ -254,10 +254,6 @@ def _sizes(files: dict[str, Path]) -> dict[str, int]:
 def _pooled_rtf(per_set: dict[str, dict[str, Any]]) -> float:
     """RTF over all sets together: total decode seconds / total audio seconds."""
     return sum(r["decode_seconds"] for r in per_set.values()) / sum(r["audio_seconds"] for r in per_set.values())
-
-
-def _metadata(path: Path) -> dict[str, str]:
-    return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
 
 
 def _export_info(spec_dir: Path) -> dict[str, Any]:

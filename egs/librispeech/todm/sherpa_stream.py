@@ -17,9 +17,9 @@ stream's encoder frames are the offline causal model's, one for one, and so are 
 from pathlib import Path
 
 import numpy as np
-import onnx
 import sherpa_onnx
 
+from todm.onnx_io import metadata
 from todm.streaming import SUBSAMPLING
 from todm.subsampling import subsampled_lengths
 
@@ -27,14 +27,9 @@ SAMPLE_RATE = 16000
 FRAME_SHIFT = SAMPLE_RATE // 100  # samples per fbank frame (10 ms)
 
 
-def encoder_metadata(path: Path) -> dict[str, str]:
-    """The metadata of an ONNX file (without loading its weights)."""
-    return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
-
-
 def stream_geometry(encoder: Path) -> tuple[int, int]:
     """(T, shift): fbank frames per encoder call and frames between calls, from the metadata."""
-    meta = encoder_metadata(encoder)
+    meta = metadata(encoder)
     try:
         return int(meta["T"]), int(meta["decode_chunk_len"])
     except (KeyError, ValueError) as e:
