@@ -169,3 +169,46 @@ def test_loss_warm_up_moves_weight_from_simple_to_pruned_loss(batch_idx, simple,
     for losses in res.losses.values():
         expected = simple * losses["simple_loss"] + pruned * losses["pruned_loss"]
         assert losses["loss"] == pytest.approx(expected, rel=1e-5)
+
+
+class _CountingBackend:
+    """The loss backend, counting calls per function and marking when one is running."""
+
+    def __init__(self, module):
+        self.module, self.calls, self.running = module, {}, None
+
+    def __getattr__(self, name):
+        function = getattr(self.module, name)
+
+        def call(*args, **kwargs):
+            self.calls[name] = self.calls.get(name, 0) + 1
+            self.running = name
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.running = None
+        return call
+
+
+def test_a_step_reads_the_device_once_besides_the_loss_functions(monkeypatch):
+    # On a GPU every read of a tensor's value on the host (.item(), bool(), int(), .tolist())
+    # waits for the device to finish all queued work. The step reads once, at its end (it read
+    # each loss and checked finiteness per subnet, and synchronized per subnet: 15 reads per
+    # subnet); the todm loss functions read once per call, the pruned loss twice (its ranges).
+    backend = _CountingBackend(API)
+    reads: dict[str, int] = {}
+    for name in ("item", "tolist", "__bool__", "__int__", "__float__"):
+        def counting(self, *args, _original=getattr(torch.Tensor, name), **kwargs):
+            where = backend.running or "step"
+            reads[where] = reads.get(where, 0) + 1
+            return _original(self, *args, **kwargs)
+        monkeypatch.setattr(torch.Tensor, name, counting)
+    model, num_params, batch = _setup()
+    subnets = sample_sandwich(model.config.search_space, random.Random(0), 2)
+    res = sandwich_step(model, backend, batch, subnets, SandwichConfig(), DropoutRule(0.2), num_params, 3000)
+    assert res.finite and len(res.losses) == 3 and res.num_frames > 0
+    assert reads.pop("step") == 1
+    allowed = {"rnnt_loss_smoothed": 1, "get_rnnt_prune_ranges": 1, "rnnt_loss_pruned": 2, "do_rnnt_pruning": 0}
+    assert set(reads) <= set(backend.calls)
+    for name, count in reads.items():
+        assert count <= allowed[name] * backend.calls[name], (name, count, backend.calls[name])

@@ -39,7 +39,11 @@ the forward pass (``return_grad=True`` hands them out; they feed
 ``get_rnnt_prune_ranges``) and the backward pass only scales them.
 
 A lattice with no path from start to end scores -inf, with zero gradients; NaN or +inf
-inside a lattice raises ``ValueError``.
+inside a lattice raises ``NonFiniteLatticeError`` (a ``ValueError``).
+
+Host reads: a call reads the device once (the checks of the boundary and of the scores,
+read together after the scan), so on a GPU the host keeps queueing work instead of waiting;
+a bad boundary is clamped for the scan and reported by that read.
 """
 from typing import Optional, Tuple, Union
 
@@ -53,9 +57,15 @@ _SCAN_DTYPE = torch.float64
 _FORBIDDEN_MARGIN = 1000.0
 
 
-def _check_inputs(px: Tensor, py: Tensor, boundary: Optional[Tensor]) -> Tensor:
+class NonFiniteLatticeError(ValueError):
+    """px/py hold NaN or +inf inside a lattice (callers may skip the batch on it)."""
+
+
+def _check_inputs(px: Tensor, py: Tensor, boundary: Optional[Tensor]) -> Tuple[Tensor, Optional[Tensor]]:
     """Validates shapes/dtypes like k2 does (but with ValueError) and returns the boundary
-    as an int64 ``[B, 4]`` tensor on px's device (the default ``[0, 0, S, T]`` if None)."""
+    as an int64 ``[B, 4]`` tensor on px's device (the default ``[0, 0, S, T]`` if None),
+    clamped into the lattice, and the [B] flags of rows that were not (None for the default).
+    The flags stay on the device: ``_recursion`` reads them with the scores."""
     if px.ndim != 3 or py.ndim != 3:
         raise ValueError(
             f"px and py must be 3-D, got px {tuple(px.shape)}, py {tuple(py.shape)}"
@@ -72,7 +82,7 @@ def _check_inputs(px: Tensor, py: Tensor, boundary: Optional[Tensor]) -> Tensor:
     if px.device != py.device:
         raise ValueError(f"px on {px.device} but py on {py.device}")
     if boundary is None:
-        return torch.tensor([0, 0, S, T], device=px.device).expand(B, 4)
+        return torch.tensor([0, 0, S, T], device=px.device).expand(B, 4), None
     if boundary.dtype != torch.int64 or boundary.shape != (B, 4):
         raise ValueError(
             f"boundary must be int64 [B={B}, 4] ([s_begin, t_begin, s_end, t_end]), "
@@ -82,13 +92,26 @@ def _check_inputs(px: Tensor, py: Tensor, boundary: Optional[Tensor]) -> Tensor:
     s_begin, t_begin, s_end, t_end = boundary.unbind(1)
     bad = (s_begin < 0) | (s_begin > s_end) | (s_end > S)
     bad |= (t_begin < 0) | (t_begin > t_end) | (t_end > T)
-    if bad.any():
-        b = int(bad.nonzero()[0, 0])
+    s_end, t_end = s_end.clamp(0, S), t_end.clamp(0, T)
+    clamped = torch.stack(
+        [torch.minimum(s_begin.clamp(min=0), s_end), torch.minimum(t_begin.clamp(min=0), t_end), s_end, t_end], 1
+    )
+    return clamped, bad
+
+
+def _raise_first_problem(bad_boundary: Tensor, non_finite: Tensor, boundary: Tensor, S: int, T: int) -> None:
+    """The error for the first batch element with a bad boundary, else with non-finite scores."""
+    if bad_boundary.any():
+        b = int(bad_boundary.nonzero()[0, 0])
         raise ValueError(
             f"boundary[{b}] = {boundary[b].tolist()} violates 0 <= s_begin <= s_end <= "
             f"S={S} and 0 <= t_begin <= t_end <= T={T}"
         )
-    return boundary
+    b = int(non_finite.nonzero()[0, 0])
+    raise NonFiniteLatticeError(
+        f"mutual_information_recursion: px/py contain NaN or +inf inside the lattice "
+        f"of batch element {b} (boundary {boundary[b].tolist()})"
+    )
 
 
 def _mask_outside_lattice(
@@ -177,14 +200,8 @@ def _solve(
     alpha = _scan_rows(px, py, s_begin, t_begin, big, modified)
     batch = torch.arange(B, device=px.device)
     scores = alpha[batch, s_end, t_end]
-    if torch.isnan(scores).any() or (scores == float("inf")).any():
-        b = int((torch.isnan(scores) | (scores == float("inf"))).nonzero()[0, 0])
-        raise ValueError(
-            f"mutual_information_recursion: px/py contain NaN or +inf inside the lattice "
-            f"of batch element {b} (boundary {boundary[b].tolist()})"
-        )
     reachable = scores > -path_bound - _FORBIDDEN_MARGIN
-    scores = torch.where(reachable, scores, _NEG_INF)
+    scores = torch.where(reachable | torch.isnan(scores), scores, _NEG_INF)  # NaN: _recursion raises
     if not with_grads:
         return scores, None, None
 
@@ -202,12 +219,18 @@ def _solve(
 def _recursion(
     px: Tensor, py: Tensor, boundary: Optional[Tensor], with_grads: bool
 ) -> Tuple[Tensor, Optional[Tensor], Optional[Tensor]]:
-    boundary = _check_inputs(px, py, boundary)
+    given = boundary
+    boundary, bad_boundary = _check_inputs(px, py, boundary)
     modified = px.shape[2] == py.shape[2]
     px64, py64 = _mask_outside_lattice(
         px.detach().to(_SCAN_DTYPE), py.detach().to(_SCAN_DTYPE), boundary, modified
     )
     scores, px_grad, py_grad = _solve(px64, py64, boundary, modified, with_grads)
+    non_finite = torch.isnan(scores) | (scores == float("inf"))
+    problems = non_finite if bad_boundary is None else non_finite | bad_boundary
+    if problems.any():  # the call's one host read
+        bad = torch.zeros_like(non_finite) if bad_boundary is None else bad_boundary
+        _raise_first_problem(bad, non_finite, boundary if given is None else given, px.shape[1], py.shape[2])
     if px_grad is None:
         return scores.to(px.dtype), None, None
     return scores.to(px.dtype), px_grad.to(px.dtype), py_grad.to(py.dtype)

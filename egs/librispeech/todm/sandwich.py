@@ -13,6 +13,12 @@ the teacher's prune ranges, so that teacher and student logits refer to the same
 TODM's is not public).
 With a search space of a single spec this is plain training of that architecture: the
 individually trained baseline.
+
+The step reads the device once, at its end: every subnet's losses, whether they (and its
+encoder/decoder outputs) were finite, and the frame count come back in one copy. On a GPU the
+host queues the next subnet while the device still computes this one; a read per loss
+(``.item()``) or a ``torch.cuda.synchronize()`` per subnet would drain that queue every time.
+The seconds per subnet are CUDA events on a GPU (read after that copy), wall time on a CPU.
 """
 
 import random
@@ -54,6 +60,24 @@ def sample_sandwich(space: SearchSpace, rng: random.Random, num_random: int) -> 
             + [("smallest", smallest)])
 
 
+class _Clock:
+    """Time marks that do not wait for the device: CUDA events on a GPU, perf_counter on a CPU."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+
+    def mark(self) -> Any:
+        if not self.cuda:
+            return time.perf_counter()
+        event = torch.cuda.Event(enable_timing=True)
+        event.record()
+        return event
+
+    def seconds(self, start: Any, end: Any) -> float:
+        """Between two marks; on a GPU only once the device has passed ``end``."""
+        return start.elapsed_time(end) / 1000.0 if self.cuda else end - start
+
+
 @dataclass
 class StepResult:
     finite: bool
@@ -80,8 +104,10 @@ def sandwich_step(
 ) -> StepResult:
     """Forward and backward every subnet of the sandwich; gradients accumulate in ``model``.
 
-    A non-finite loss stops the step at once with ``finite=False`` (the caller zeroes the
-    gradients and skips the batch, so the model is untouched).
+    A non-finite loss (or encoder/decoder output) makes ``finite=False`` with no losses: the
+    caller zeroes the gradients and skips the batch, so the model is untouched. It is seen at
+    the step's one read of the device, after every subnet ran; only the todm loss backend, which
+    checks its lattices itself, stops the step at the subnet that produced it.
     """
     x, x_lens, y = batch
     simple_scale, pruned_scale = loss_scales(batch_idx_train, cfg.warm_step, cfg.simple_loss_scale)
@@ -90,13 +116,15 @@ def sandwich_step(
     result = StepResult(finite=True)
     autocast = dict(device_type=x.device.type, dtype=autocast_dtype or torch.float32,
                     enabled=autocast_dtype is not None)
-    start = time.perf_counter()
+    clock = _Clock(x.device)
+    marks = [clock.mark()]
     with torch.autocast(**autocast):
         embedded, embedded_lens = model.encoder_embed(x, x_lens)
     shared = embedded.detach().requires_grad_()
-    front_end_seconds = time.perf_counter() - start
+    marks.append(clock.mark())
+    # per subnet: (kind, spec, {name: 0-d loss tensor}, finite flag), read once at the end
+    pending: list[tuple[str, SubnetSpec, dict[str, torch.Tensor], torch.Tensor]] = []
     for kind, spec in subnets:
-        start = time.perf_counter()
         is_teacher = kind == "largest"
         p = dropout_rule.rate(num_params[spec], max_params)
         use_kd = cfg.kd and teacher is not None
@@ -112,35 +140,45 @@ def sandwich_step(
             result.finite, result.bad_subnet = False, f"{kind} {spec}"
             return result
         loss = torch.zeros((), device=x.device)
-        stats: dict[str, float] = {}
+        stats: dict[str, torch.Tensor] = {}
         if out.simple_loss is not None:
             loss = simple_scale * out.simple_loss + pruned_scale * out.pruned_loss
-            stats.update(simple_loss=out.simple_loss.item(), pruned_loss=out.pruned_loss.item())
+            stats.update(simple_loss=out.simple_loss, pruned_loss=out.pruned_loss)
         if out.ctc_loss is not None:
             loss = loss + cfg.ctc_loss_scale * out.ctc_loss
-            stats["ctc_loss"] = out.ctc_loss.item()
+            stats["ctc_loss"] = out.ctc_loss
         if use_kd:
             kd = lattice_kd_loss(out.logits, teacher.logits, teacher.ranges, teacher.boundary,
                                  cfg.alpha_min, cfg.alpha_max, cfg.iw_clip)
             loss = loss + cfg.kd_weight * kd
-            stats["kd_loss"] = kd.item()
-        stats["loss"] = loss.item()
-        if not torch.isfinite(loss):
-            result.finite, result.bad_subnet = False, f"{kind} {spec}"
-            return result
+            stats["kd_loss"] = kd
+        stats["loss"] = loss
+        pending.append((kind, spec, {k: v.detach().float() for k, v in stats.items()},
+                        out.finite & torch.isfinite(loss)))
         (scaler.scale(loss) if scaler is not None else loss).backward()
         if is_teacher:
             out.logits = out.logits.detach()
-            teacher, result.num_frames = out, out.num_frames
-        if x.device.type == "cuda":
-            torch.cuda.synchronize()
-        for name, value in stats.items():
-            result.losses.setdefault(kind, {}).setdefault(name, 0.0)
-            result.losses[kind][name] += value
-        result.seconds[kind] = result.seconds.get(kind, 0.0) + time.perf_counter() - start
+            teacher = out
+        marks.append(clock.mark())
         result.dropout[kind] = p
-    start = time.perf_counter()
     if shared.grad is not None:
         embedded.backward(shared.grad)
-    result.seconds["front_end"] = front_end_seconds + time.perf_counter() - start
+    marks.append(clock.mark())
+
+    # The step's one host read: losses, finite flags and frames together.
+    flat = [v for _, _, stats, _ in pending for v in stats.values()]
+    flags = torch.stack([finite for *_, finite in pending]).float()
+    values = torch.cat([torch.stack(flat), flags, teacher.boundary[:, 3].sum().float().view(1)]).tolist()
+    losses, flags, frames = values[:len(flat)], values[len(flat):-1], values[-1]
+    bad = [f"{kind} {spec}" for (kind, spec, _, _), ok in zip(pending, flags) if not ok]
+    if bad:
+        return StepResult(finite=False, bad_subnet=bad[0])
+    result.num_frames = int(frames)
+    values_iter = iter(losses)
+    for i, (kind, _, stats, _) in enumerate(pending):
+        for name in stats:
+            result.losses.setdefault(kind, {}).setdefault(name, 0.0)
+            result.losses[kind][name] += next(values_iter)
+        result.seconds[kind] = result.seconds.get(kind, 0.0) + clock.seconds(marks[i + 1], marks[i + 2])
+    result.seconds["front_end"] = clock.seconds(marks[0], marks[1]) + clock.seconds(marks[-2], marks[-1])
     return result
