@@ -16,7 +16,7 @@ SCRIPTS = [
     ["-m", "todm.describe_model"],
     ["bench/bench_loss.py"], ["bench/bench_subnets.py"], ["bench/bench_train_step.py"],
     ["bench/bench_scaling.py"], ["bench/bench_decode.py"], ["bench/bench_convergence.py"], ["bench/bench_threads.py"],
-    ["bench/bench_streaming.py"],
+    ["bench/bench_streaming.py"], ["bench/gpu_check.py"],
 ]
 
 
@@ -33,7 +33,7 @@ def test_unknown_flag_is_named(script):
 @pytest.mark.parametrize("script, flag", [
     (["-m", "todm.train"], "--num-epochs"), (["-m", "todm.decode"], "--beam-size"),
     (["local/compute_fbank.py"], "--num-jobs"), (["local/prepare_builtin.py"], "--num-train"),
-    (["bench/bench_train_step.py"], "--batch-size"),
+    (["bench/bench_train_step.py"], "--batch-size"), (["bench/gpu_check.py"], "--repeats"),
 ], ids=lambda v: v if isinstance(v, str) else v[-1])
 def test_malformed_value_is_named(script, flag):
     r = _run(script, flag, "many")
