@@ -1,31 +1,35 @@
 #!/usr/bin/env python3
-"""Decoding speed of every exported subnet: PyTorch vs onnxruntime (sherpa-onnx) fp32 vs int8.
+"""Decoding speed of every exported subnet: PyTorch vs sherpa-onnx fp32 and int8, measured alike.
 
-Reads what stage 6 wrote (``exp/deploy/<spec>/``: ``pretrained.pt`` and the ONNX files) and
-decodes the first ``--max-utterances`` utterances of a test set from their audio, one
-utterance at a time, greedy search, ``--num-threads`` threads (1: the on-device setting):
+Reads what stage 6 wrote (``exp/deploy/<spec>/``: ``pretrained.pt`` and the ONNX files) and the
+first ``--max-utterances`` cuts of a test set, and times what stages 4 and 6 time for the report's
+RTF columns: one utterance at a time, greedy search, ``--num-threads`` threads, after an untimed
+warm-up, on ``todm.decode.rtf_clock`` (process CPU time at 1 thread), encoder + search only:
 
-- PyTorch: lhotse fbank + ``pretrained.pt`` (FFT SSM path) + batched greedy search;
-- ONNX fp32 / int8: sherpa-onnx's OfflineRecognizer (its own fbank, onnxruntime).
+- PyTorch: the cut's stored fbank (as stage 4) + ``pretrained.pt`` (FFT SSM path) + greedy search
+  (``todm.decode.decode_batch`` of one utterance);
+- ONNX fp32 / int8: sherpa-onnx's OfflineRecognizer on the audio (``todm.sherpa_decode``); the
+  fbank it computes when a stream accepts the waveform is timed apart ("sherpa fbank").
 
-RTF = processing seconds / audio seconds, the wall time of the whole loop including feature
-extraction. Ratios are to PyTorch of the same subnet, measured in the same run.
+Each utterance goes through the three in turn, so that a change of machine load hits them
+alike. RTF = seconds / audio seconds; ratios are to PyTorch of the same subnet.
 
     python bench/bench_decode.py --deploy-dir exp/deploy --test-set test --max-utterances 100
 """
 
 import argparse
-import time
 from pathlib import Path
 
 import torch
 
-from local.compute_fbank import make_extractor
 from todm.checkpoint import load_checkpoint_file
-from todm.decode import decode_batch
+from todm.decode import decode_batch, rtf_clock, warm_up
 from todm.model import Transducer
 from todm.model_config import TransducerConfig
-from todm.sherpa_decode import find_suffix, load_cuts, load_mono, make_recognizer, model_files, recognize
+from todm.sherpa_decode import find_suffix, load_cuts, load_mono, make_decoder, model_files
+from todm.sherpa_stream import SAMPLE_RATE
+
+PRECISIONS = ("fp32", "int8")
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -39,27 +43,30 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def pytorch_rtf(spec_dir: Path, audios: list, sampling_rate: int) -> float:
+def pytorch_rtf(spec_dir: Path, utterances: list, num_threads: int) -> dict[str, float]:
+    """RTF of PyTorch over ``utterances`` [(16 kHz audio, fbank [1, T, 80])] and, utterance by
+    utterance beside it, of each precision's sherpa-onnx decoding and of sherpa-onnx's fbank
+    (fp32's): everything the table compares with PyTorch."""
+    clock = rtf_clock(num_threads)
     ckpt = load_checkpoint_file(spec_dir / "pretrained.pt")
     model = Transducer(TransducerConfig.from_dict(ckpt["model_config"]))
     model.load_state_dict(ckpt["model"])
     model.eval()
-    extractor = make_extractor("fbank")
-    start = time.perf_counter()
-    with torch.inference_mode():
-        for audio in audios:
-            feats = torch.from_numpy(extractor.extract(audio, sampling_rate)).unsqueeze(0)
-            decode_batch(model, feats, torch.tensor([feats.size(1)]), "greedy_search")
-    return time.perf_counter() - start
-
-
-def onnx_rtf(spec_dir: Path, precision: str, audios: list, sampling_rate: int, num_threads: int) -> float:
-    files = model_files(spec_dir, find_suffix(spec_dir), precision)
-    recognizer = make_recognizer(files, spec_dir / "tokens.txt", "greedy_search", num_threads, 4, "")
-    start = time.perf_counter()
-    for audio in audios:
-        recognize(recognizer, audio, sampling_rate)
-    return time.perf_counter() - start
+    warm_up(model, torch.device("cpu"), "greedy_search", 1)
+    suffix = find_suffix(spec_dir)
+    decoders = {p: make_decoder(model_files(spec_dir, suffix, p), spec_dir / "tokens.txt", "greedy_search",
+                                num_threads, 4, "", False) for p in PRECISIONS}
+    seconds = dict.fromkeys(("PyTorch", *PRECISIONS, "sherpa fbank"), 0.0)
+    for audio, feats in utterances:
+        start = clock()
+        decode_batch(model, feats, torch.tensor([feats.size(1)]), "greedy_search")
+        seconds["PyTorch"] += clock() - start
+        for precision, decode in decoders.items():
+            decoded = decode(audio)
+            seconds[precision] += decoded.decode_seconds
+            seconds["sherpa fbank"] += decoded.feature_seconds if precision == "fp32" else 0.0
+    audio_seconds = sum(audio.size for audio, _ in utterances) / SAMPLE_RATE
+    return {key: value / audio_seconds for key, value in seconds.items()}
 
 
 def main() -> None:
@@ -69,24 +76,21 @@ def main() -> None:
     if not spec_dirs:
         raise SystemExit(f"no exported subnets in {args.deploy_dir}: run stage 6 (./run.sh --stage 6) first")
     cuts = load_cuts(args.manifest_dir, args.corpus, args.test_set, args.max_utterances)
-    audios = [load_mono(cut) for cut in cuts]
-    rates = {cut.sampling_rate for cut in cuts}
-    if len(rates) != 1:
-        raise SystemExit(f"{args.test_set}: mixed sampling rates {sorted(rates)}")
-    sampling_rate = rates.pop()
-    seconds = sum(a.size for a in audios) / sampling_rate
+    utterances = [(load_mono(cut), torch.from_numpy(cut.load_features()).unsqueeze(0)) for cut in cuts]
+    audio_seconds = sum(audio.size for audio, _ in utterances) / SAMPLE_RATE
 
-    print(f"{len(audios)} utterances of {args.corpus} {args.test_set} ({seconds:.1f} s of audio), greedy search, "
-          f"one utterance at a time, {args.num_threads} thread(s); torch {torch.__version__}")
-    header = "| subnet | RTF PyTorch | RTF ONNX fp32 | RTF ONNX int8 | fp32 / PyTorch | int8 / PyTorch | int8 / fp32 |"
+    print(f"{len(utterances)} utterances of {args.corpus} {args.test_set} ({audio_seconds:.1f} s of audio), greedy "
+          f"search, one utterance at a time, {args.num_threads} thread(s), {rtf_clock(args.num_threads).__name__}; "
+          f"torch {torch.__version__}")
+    header = ("| subnet | RTF PyTorch | RTF ONNX fp32 | RTF ONNX int8 | fp32 / PyTorch | int8 / PyTorch "
+              "| RTF sherpa fbank |")
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     for spec_dir in spec_dirs:
-        torch_s = pytorch_rtf(spec_dir, audios, sampling_rate)
-        fp32_s = onnx_rtf(spec_dir, "fp32", audios, sampling_rate, args.num_threads)
-        int8_s = onnx_rtf(spec_dir, "int8", audios, sampling_rate, args.num_threads)
-        print(f"| {spec_dir.name} | {torch_s / seconds:.4f} | {fp32_s / seconds:.4f} | {int8_s / seconds:.4f} "
-              f"| {fp32_s / torch_s:.2f}x | {int8_s / torch_s:.2f}x | {int8_s / fp32_s:.2f}x |")
+        rtf = pytorch_rtf(spec_dir, utterances, args.num_threads)
+        print(f"| {spec_dir.name} | {rtf['PyTorch']:.4f} | {rtf['fp32']:.4f} | {rtf['int8']:.4f} | "
+              f"{rtf['fp32'] / rtf['PyTorch']:.2f}x | {rtf['int8'] / rtf['PyTorch']:.2f}x | "
+              f"{rtf['sherpa fbank']:.4f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 import ast
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -112,9 +113,10 @@ def test_every_file_and_json_field(tiny, greedy_run):
                 assert (res_dir / f"{kind}-{test_set}-{key}.txt").is_file(), (kind, test_set, key)
         result = json.loads((res_dir / f"results-{key}.json").read_text())
         for field in ("spec", "params", "macs_per_second", "wer", "sets", "rtf", "decode_seconds", "audio_seconds",
-                      "method", "suffix", "num_threads"):
+                      "method", "suffix", "num_threads", "one_at_a_time", "clock"):
             assert field in result, field
         assert result["method"] == "greedy_search" and result["suffix"] == SUFFIX and result["num_threads"] == 1
+        assert result["one_at_a_time"] is True and result["clock"] == "process_time"  # as todm.sherpa_decode times
         assert set(result["wer"]) == {"dev", "test"}
         assert result["sets"]["dev"]["ref_words"] == sum(len(t.split()) for t in TEXTS)
         assert result["audio_seconds"] == pytest.approx(2 * sum(NUM_FRAMES) / 100)
@@ -152,6 +154,31 @@ def test_hypotheses_equal_supernet_under_spec(tiny, greedy_run):
     assert hyps == expected
     assert hyps["dev-2"] == []  # 5 frames: empty hypothesis, no crash
     assert sum(map(len, hyps.values())) > 0
+
+
+def test_rtf_is_timed_one_utterance_at_a_time_and_batches_decode_the_same(tiny, tmp_path, monkeypatch):
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    for epoch in (1, 2):
+        shutil.copy(tiny["exp_dir"] / f"epoch-{epoch}.pt", exp)
+    argv = base_argv(tiny)
+    argv[1] = str(exp)
+    sizes, decode_batch = [], decode.decode_batch
+
+    def counting(model, x, *args):
+        sizes.append(x.size(0))
+        return decode_batch(model, x, *args)
+
+    monkeypatch.setattr(decode, "decode_batch", counting)
+    recogs = {}
+    for one in ("true", "false"):
+        sizes.clear()
+        [result] = decode.main(argv + ["--subnets", "L2-F32-H1", "--one-at-a-time", one])
+        assert result["one_at_a_time"] is (one == "true") and result["decode_seconds"] > 0
+        assert (max(sizes) == 1) is (one == "true")  # --max-duration 5 batches several cuts
+        recogs[one] = [(exp / "greedy_search" / f"recogs-{s}-L2-F32-H1_{SUFFIX}.txt").read_text()
+                       for s in ("dev", "test")]
+    assert recogs["true"] == recogs["false"]
 
 
 def test_modified_beam_search_keys(tiny):

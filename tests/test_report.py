@@ -136,6 +136,27 @@ def test_targets_say_by_how_much(tmp_path):
     assert "| largest subnet WER on test (%) | 9.00 | <= 8 | **no** | +1.00 |" in markdown
 
 
+def test_onnx_rtf_over_pytorch_is_the_largest_ratio_over_subnets_and_precisions(tmp_path):
+    exp = tmp_path / "exp"
+    _full_experiment(exp)  # L2-F8-H1: PyTorch 0.05, sherpa-onnx 0.0123 (fp32) and 0.0101 (int8)
+    _write(exp / "deploy" / "L4-F16-H2" / "onnx_results.json", {
+        "spec": "L4-F16-H2", "params": 3000, "wer": {"fp32": {METHOD: {"test": 9.0}}},
+        "rtf": {"fp32": {METHOD: 0.055}, "int8": {METHOD: 0.07}}})  # int8 the slowest: 1.4x PyTorch's 0.05
+    report = make_report(exp, exp / "report", METHOD)
+    check = {t["name"]: t for t in report["targets"]}["sherpa-onnx RTF / PyTorch RTF, largest over subnets"]
+    assert check["value"] == pytest.approx(1.4) and check["threshold"] == 1.2 and check["met"] is False
+    markdown = (exp / "report" / "report.md").read_text()
+    assert "| sherpa-onnx RTF / PyTorch RTF, largest over subnets | 1.40 | <= 1.2 | **no** | +0.20 |" in markdown
+    out = tmp_path / "cli"
+    subprocess.run([sys.executable, "-m", "todm.report", "--exp-dir", str(exp), "--out-dir", str(out),
+                    "--target-onnx-rtf-ratio", "1.5"], check=True, capture_output=True)
+    saved = {t["name"]: t for t in json.loads((out / "report.json").read_text())["targets"]}
+    assert saved["sherpa-onnx RTF / PyTorch RTF, largest over subnets"]["met"] is True
+    nothing = make_report(tmp_path / "none", tmp_path / "none-report", METHOD)  # no RTF yet: not measurable
+    assert {t["name"]: t for t in nothing["targets"]}["sherpa-onnx RTF / PyTorch RTF, largest over subnets"][
+        "met"] is None
+
+
 def test_readme_block_is_replaced_and_missing_markers_are_named(tmp_path):
     import pytest
 

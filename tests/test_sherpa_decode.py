@@ -81,6 +81,7 @@ def test_files_and_json(decoded):
     res = json.loads((spec_dir / "onnx_results.json").read_text())
     assert res["spec"] == str(SPEC) and res["suffix"] == SUFFIX and res["model_type"] == "conformer"
     assert res["num_threads"] == 1 and res["params"] > 0
+    assert res["clock"] == "process_time" and res["rtf_includes_features"] is False  # timed as todm.decode times
     for precision, tag in (("fp32", ""), ("int8", ".int8")):
         sizes = res["file_bytes"][precision]
         on_disk = sum((spec_dir / f"{p}-{SUFFIX}{tag}.onnx").stat().st_size for p in ("encoder", "decoder", "joiner"))
@@ -91,6 +92,27 @@ def test_files_and_json(decoded):
             assert abs(r["audio_seconds"] - 2.05) < 0.01 and r["decode_seconds"] > 0 and r["rtf"] > 0
             assert res["wer"][precision][method]["test"] == r["wer"]
             assert res["rtf"][precision][method] == pytest.approx(r["decode_seconds"] / r["audio_seconds"])
+            assert r["feature_seconds"] > 0  # rounded to ms, rtf_features is not
+            assert r["rtf_features"] * r["audio_seconds"] == pytest.approx(r["feature_seconds"], abs=1e-3)
+
+
+def test_each_recognizer_is_warmed_up_and_features_are_timed_apart(decoded, monkeypatch):
+    root, _, audio = decoded
+    spec_dir = root / "deploy" / str(SPEC)
+    files = sherpa_decode.model_files(spec_dir, SUFFIX, "fp32")
+    seen, recognize = [], sherpa_decode.recognize
+
+    def recording(recognizer, samples, *args, **kwargs):
+        seen.append(samples)
+        return recognize(recognizer, samples, *args, **kwargs)
+
+    monkeypatch.setattr(sherpa_decode, "recognize", recording)
+    decode = sherpa_decode.make_decoder(files, spec_dir / "tokens.txt", "greedy_search", 1, 4, "", False)
+    assert len(seen) == 1 and seen[0].size == 2 * 16000 and not seen[0].any()  # 2 s of silence, before timing
+    out = decode(audio["utt0"])
+    assert out.feature_seconds > 0 and out.decode_seconds > 0  # the fbank is not in the decode time
+    assert out.tokens == recognize(sherpa_decode.make_recognizer(files, spec_dir / "tokens.txt", "greedy_search", 1,
+                                                                 4, ""), audio["utt0"]).tokens
 
 
 def test_fp32_greedy_wer_matches_pytorch_reference(decoded):
@@ -143,6 +165,8 @@ def test_streaming_decode_equals_offline_and_pytorch(streamed):
     res = json.loads((stream_dir / "onnx_results.json").read_text())
     assert res["streaming"] is True and res["model_type"] == "lstm" and res["spec"] == str(SPEC)
     assert res["streaming_equals_offline"] == {"utterances": 3, "identical": 3, "differing": []}
+    assert res["rtf_includes_features"] is True  # an online model computes features as it decodes
+    assert "feature_seconds" not in res["results"]["fp32"]["greedy_search"]["test"]
     for precision in ("fp32", "int8"):
         for method in METHODS:
             assert (stream_dir / f"recogs-test-sherpa-streaming-{precision}-{method}_{SUFFIX}.txt").is_file()

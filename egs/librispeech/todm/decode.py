@@ -16,14 +16,18 @@ model, exactly what stage 6 deploys) and decodes every test set. Outputs under
   and ``wer-summary-<set>-<suffix>[_beam-size-K].txt`` (every decoded subnet, best first);
 - ``results-<key>.json``: spec, params, macs_per_second, wer {set: %}, per-set errors, rtf
   (decode seconds / audio seconds over all sets; encoder + search, features already computed),
-  decode_seconds, audio_seconds, method, suffix, device, num_threads;
+  decode_seconds, audio_seconds, method, suffix, device, num_threads, one_at_a_time, clock
+  (``time.process_time`` or ``time.perf_counter``, see ``rtf_clock``);
 - ``summary_<suffix>[_beam-size-K].json``: the list of those results (merged with earlier runs
   of other specs), smallest model first;
 - ``log-decode-<suffix>[_beam-size-K]-<date>``.
 
 RTF is measured with ``--num-threads`` torch threads (default 1, the on-device setting) after
-one untimed warm-up call. Utterances shorter than the encoder's minimum input (9 fbank frames)
-get an empty hypothesis without running the model.
+one untimed warm-up call, one utterance at a time (``--one-at-a-time``, default true), and on one
+CPU thread in process CPU time (``rtf_clock``): what ``todm.sherpa_decode`` measures in stage 6,
+so that the two RTFs compare (batches of ~30 utterances took PyTorch 3-5x less time per utterance).
+Utterances shorter than the encoder's minimum input (9 fbank frames) get an empty hypothesis
+without running the model.
 """
 
 import argparse
@@ -32,7 +36,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import sentencepiece as spm
 import torch
@@ -47,7 +51,7 @@ from todm.model import Transducer, build_model
 from todm.model_config import TransducerConfig
 from todm.subnet import SubnetSpec
 from todm.subsampling import MIN_INPUT_FRAMES
-from todm.utils import save_json, setup_logger
+from todm.utils import save_json, setup_logger, str2bool
 from todm.wer import write_results, write_wer_summary
 
 DECODING_METHODS = ("greedy_search", "modified_beam_search")
@@ -73,6 +77,9 @@ def get_parser() -> argparse.ArgumentParser:
                    help='space-separated specs, e.g. "L6-F576-H4 L2-F144-H1"; default: the deployable '
                         "subnets of the checkpoint's search space")
     g.add_argument("--test-sets", type=str, default="dev test", help="cut parts <corpus>_cuts_<set>.jsonl.gz")
+    g.add_argument("--one-at-a-time", type=str2bool, default=True,
+                   help="decode each utterance alone, as a device and todm.sherpa_decode do, so that RTF "
+                        "compares with stage 6's; false: whole batches of --max-duration (faster on a GPU)")
     AsrDataModule.add_arguments(parser)
     return parser
 
@@ -179,6 +186,14 @@ class DecodeOutput:
     audio_seconds: float
 
 
+def rtf_clock(num_threads: int, cuda: bool = False) -> Callable[[], float]:
+    """The clock RTF is measured with: on one CPU thread the process's CPU time, what the work
+    takes on a core of its own however busy the machine is (so that runs at different times
+    compare); otherwise wall time (the CPU times of several threads would add up, and the CPU
+    waits while a GPU works)."""
+    return time.process_time if num_threads == 1 and not cuda else time.perf_counter
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -192,17 +207,22 @@ def warm_up(model: Transducer, device: torch.device, method: str, beam_size: int
 
 
 def decode_dataset(model: Transducer, dl: DataLoader, sp: spm.SentencePieceProcessor, device: torch.device,
-                   method: str, beam_size: int = 4, max_sym_per_frame: int = 1, desc: str = "") -> DecodeOutput:
-    """Decode every batch of ``dl`` (a lhotse K2SpeechRecognitionDataset with return_cuts)."""
+                   method: str, beam_size: int = 4, max_sym_per_frame: int = 1, desc: str = "",
+                   one_at_a_time: bool = False) -> DecodeOutput:
+    """Decode every batch of ``dl`` (a lhotse K2SpeechRecognitionDataset with return_cuts), each
+    utterance alone if ``one_at_a_time``; decode_seconds on ``rtf_clock``."""
+    clock = rtf_clock(torch.get_num_threads(), device.type == "cuda")
     results, decode_seconds, audio_seconds = [], 0.0, 0.0
     for batch in tqdm(dl, desc=desc, unit="batch", leave=False):
         x, x_lens, _ = batch_to_tensors(batch, sp, device)
         sup = batch["supervisions"]
-        _sync(device)
-        start = time.perf_counter()
-        hyps = decode_batch(model, x, x_lens, method, beam_size, max_sym_per_frame)
-        _sync(device)
-        decode_seconds += time.perf_counter() - start
+        hyps = []
+        for rows in ([slice(i, i + 1) for i in range(x.size(0))] if one_at_a_time else [slice(None)]):
+            _sync(device)
+            start = clock()
+            hyps += decode_batch(model, x[rows], x_lens[rows], method, beam_size, max_sym_per_frame)
+            _sync(device)
+            decode_seconds += clock() - start
         for cut, text, hyp in zip(sup["cut"], sup["text"], hyps):
             results.append((cut.id, text.split(), sp.decode(hyp).split()))
             audio_seconds += cut.duration
@@ -251,7 +271,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         per_set: dict[str, dict[str, Any]] = {}
         for name, cuts in cut_sets.items():
             out = decode_dataset(model, data.eval_dataloader(cuts), loaded.sp, device, args.decoding_method,
-                                 args.beam_size, args.max_sym_per_frame, desc=f"{spec} {name}")
+                                 args.beam_size, args.max_sym_per_frame, desc=f"{spec} {name}",
+                                 one_at_a_time=args.one_at_a_time)
             stats = write_results(res_dir, name, key, out.results)
             per_set[name] = {**stats, "num_utterances": len(out.results), "decode_seconds": out.decode_seconds,
                              "audio_seconds": out.audio_seconds, "rtf": out.decode_seconds / out.audio_seconds}
@@ -273,6 +294,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
             "exp_dir": str(args.exp_dir),
             "device": str(device),
             "num_threads": args.num_threads,
+            "one_at_a_time": args.one_at_a_time,
+            "clock": rtf_clock(args.num_threads, device.type == "cuda").__name__,  # process_time or perf_counter
         }
         save_json(result, res_dir / f"results-{key}.json")
         all_results.append(result)

@@ -13,8 +13,15 @@ snip_edges false, dither 0) are lhotse ``FbankConfig``'s, so the front end match
 
 Writes, per subnet, icefall's ``recogs-/errs-/wer-summary-<set>-sherpa-<precision>-<method>_<suffix>``
 (via ``todm.wer.write_results``) and ``onnx_results.json``: WER per precision, method and set,
-RTF (decode seconds / audio seconds at ``--num-threads``, feature extraction included, audio
-loading excluded) and the ONNX file sizes.
+RTF and the ONNX file sizes.
+
+RTF = decode seconds / audio seconds, measured as stage 4 (``todm.decode``) measures PyTorch's,
+so that the two compare: at ``--num-threads`` (1: process CPU time, ``todm.decode.rtf_clock``),
+one utterance at a time, after an untimed warm-up decode, encoder + search only. sherpa-onnx
+computes the fbank when a stream accepts the waveform, and stage 4 reads stored features, so
+that part is timed apart (``feature_seconds``, ``rtf_features``). An online model computes
+features as it decodes: its RTF includes them (``rtf_includes_features``). Audio loading is
+never timed.
 
 ``--model-type ""`` (default) lets sherpa-onnx pick its implementation from the encoder's
 ``model_type`` metadata, as its ``sherpa-onnx-offline`` CLI does, so the metadata is tested too.
@@ -35,12 +42,13 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 import sherpa_onnx
 from lhotse import CutSet
 
+from todm.decode import rtf_clock
 from todm.deploy_check import check_model_dir
 from todm.onnx_io import metadata
 from todm.sherpa_stream import (SAMPLE_RATE, make_online_recognizer, padded_for_stream, recognize_streaming,
@@ -53,6 +61,17 @@ from todm.wer import write_results
 PRECISIONS = {"fp32": "", "int8": ".int8"}
 PARTS = ("encoder", "decoder", "joiner")
 FRAME_SHIFT_SAMPLES_16K = 160
+WARM_UP_SECONDS = 2.0  # of silence, decoded untimed by each recognizer before it is timed
+
+
+class Decoded(NamedTuple):
+    """One utterance decoded: words, tokens, and the seconds spent computing its features and
+    then decoding them (an online model: features included in decode_seconds, feature_seconds 0)."""
+
+    words: list[str]
+    tokens: list[str]
+    feature_seconds: float
+    decode_seconds: float
 
 
 def find_suffix(spec_dir: Path, suffix: str = "") -> str:
@@ -113,27 +132,43 @@ def too_short(num_samples: int, sampling_rate: int) -> bool:
     return (num_samples + shift // 2) // shift < MIN_INPUT_FRAMES
 
 
-def recognize(recognizer: sherpa_onnx.OfflineRecognizer, audio: np.ndarray,
-              sampling_rate: int = SAMPLE_RATE) -> tuple[list[str], list[str]]:
-    """(words, tokens) of one utterance (sherpa-onnx joins BPE pieces; ``▁`` becomes a space)."""
+def recognize(recognizer: sherpa_onnx.OfflineRecognizer, audio: np.ndarray, sampling_rate: int = SAMPLE_RATE,
+              clock: Callable[[], float] = time.process_time) -> Decoded:
+    """One utterance (sherpa-onnx joins BPE pieces; ``▁`` becomes a space), timed on ``clock``:
+    the fbank (computed as the stream accepts the waveform), then encoder + search."""
     if too_short(audio.size, sampling_rate):
-        return [], []
+        return Decoded([], [], 0.0, 0.0)
+    start = clock()
     stream = recognizer.create_stream()
     stream.accept_waveform(sampling_rate, audio)
+    computed = clock()
     recognizer.decode_stream(stream)
-    return stream.result.text.split(), list(stream.result.tokens)
+    end = clock()
+    return Decoded(stream.result.text.split(), list(stream.result.tokens), computed - start, end - computed)
 
 
 def make_decoder(files: dict[str, Path], tokens: Path, method: str, num_threads: int, max_active_paths: int,
-                 model_type: str, streaming: bool) -> Callable[[np.ndarray], tuple[list[str], list[str]]]:
-    """audio -> (words, tokens) with sherpa-onnx's offline recognizer, or its online one fed the
-    padded audio chunk by chunk (``todm.sherpa_stream``)."""
-    if not streaming:
+                 model_type: str, streaming: bool) -> Callable[[np.ndarray], Decoded]:
+    """audio -> ``Decoded`` with sherpa-onnx's offline recognizer, or its online one fed the
+    padded audio chunk by chunk (``todm.sherpa_stream``), timed on ``rtf_clock(num_threads)``.
+    The recognizer has decoded ``WARM_UP_SECONDS`` of silence (untimed) when it is returned."""
+    clock = rtf_clock(num_threads)
+    if streaming:
+        online = make_online_recognizer(files, tokens, method, num_threads, max_active_paths, model_type)
+        size, shift = stream_geometry(files["encoder"])
+
+        def decode(audio: np.ndarray) -> Decoded:
+            start = clock()
+            words, tokens = recognize_streaming(online, audio, size, shift)
+            return Decoded(words, tokens, 0.0, clock() - start)
+    else:
         recognizer = make_recognizer(files, tokens, method, num_threads, max_active_paths, model_type)
-        return lambda audio: recognize(recognizer, audio)
-    online = make_online_recognizer(files, tokens, method, num_threads, max_active_paths, model_type)
-    size, shift = stream_geometry(files["encoder"])
-    return lambda audio: recognize_streaming(online, audio, size, shift)
+
+        def decode(audio: np.ndarray) -> Decoded:
+            return recognize(recognizer, audio, clock=clock)
+
+    decode(np.zeros(int(WARM_UP_SECONDS * SAMPLE_RATE), dtype=np.float32))
+    return decode
 
 
 def load_cuts(manifest_dir: Path, corpus: str, test_set: str, max_utterances: int) -> CutSet:
@@ -145,12 +180,13 @@ def load_cuts(manifest_dir: Path, corpus: str, test_set: str, max_utterances: in
 
 
 def _decode_set(decoders: dict[tuple[str, str], Callable], cuts: CutSet, test_set: str) -> dict[str, Any]:
-    """Decode one set with every decoder, each utterance's audio loaded once; each decoder's
-    time is measured on its own (stream creation, fbank, encoder, search). Returns hyps
-    {key: [(cut id, ref, hyp words)]}, tokens {key: {cut id: tokens}}, seconds {key: s},
-    audio_seconds and num_cuts."""
+    """Decode one set with every decoder, each utterance's audio loaded once and given to the
+    decoders in turn (so that a change of machine load hits them alike). Returns hyps
+    {key: [(cut id, ref, hyp words)]}, tokens {key: {cut id: tokens}}, seconds and
+    feature_seconds {key: s}, audio_seconds and num_cuts."""
     out: dict[str, Any] = {"hyps": {key: [] for key in decoders}, "tokens": {key: {} for key in decoders},
-                           "seconds": dict.fromkeys(decoders, 0.0), "audio_seconds": 0.0, "num_cuts": 0}
+                           "seconds": dict.fromkeys(decoders, 0.0), "feature_seconds": dict.fromkeys(decoders, 0.0),
+                           "audio_seconds": 0.0, "num_cuts": 0}
     for cut in cuts:
         if not cut.supervisions:
             raise ValueError(f"cut {cut.id} in set {test_set!r} has no supervision (reference text)")
@@ -159,11 +195,11 @@ def _decode_set(decoders: dict[tuple[str, str], Callable], cuts: CutSet, test_se
         out["audio_seconds"] += audio.size / cut.sampling_rate
         out["num_cuts"] += 1
         for key, decode in decoders.items():
-            start = time.perf_counter()
-            words, tokens = decode(audio)
-            out["seconds"][key] += time.perf_counter() - start
-            out["hyps"][key].append((cut.id, ref, words))
-            out["tokens"][key][cut.id] = tokens
+            decoded = decode(audio)
+            out["seconds"][key] += decoded.decode_seconds
+            out["feature_seconds"][key] += decoded.feature_seconds
+            out["hyps"][key].append((cut.id, ref, decoded.words))
+            out["tokens"][key][cut.id] = decoded.tokens
     if out["num_cuts"] == 0:
         raise ValueError(f"set {test_set!r} has no cuts")
     return out
@@ -178,7 +214,7 @@ def streaming_equals_offline(spec_dir: Path, suffix: str, cut_sets: dict[str, Cu
                               num_threads, 4, "")
     size, shift = stream_geometry(model_files(spec_dir / STREAMING_DIR, suffix, "fp32")["encoder"])
     differing = [cut.id for cuts in cut_sets.values() for cut in cuts
-                 if recognize(offline, padded_for_stream(load_mono(cut), size, shift))[1] != stream_tokens[cut.id]]
+                 if recognize(offline, padded_for_stream(load_mono(cut), size, shift)).tokens != stream_tokens[cut.id]]
     return {"utterances": len(stream_tokens), "identical": len(stream_tokens) - len(differing),
             "differing": differing[:20]}
 
@@ -215,10 +251,12 @@ def decode_subnet(spec_dir: Path, cut_sets: dict[str, CutSet], methods: list[str
         audio_seconds = decoded["audio_seconds"]
         for (precision, method), res in decoded["hyps"].items():
             stats = write_results(model_dir, test_set, f"sherpa-{tag}{precision}-{method}_{suffix}", res)
-            seconds = decoded["seconds"][precision, method]
+            seconds, features = decoded["seconds"][precision, method], decoded["feature_seconds"][precision, method]
             results[precision][method][test_set] = {
                 **stats, "num_utterances": decoded["num_cuts"], "audio_seconds": round(audio_seconds, 3),
                 "decode_seconds": round(seconds, 3), "rtf": seconds / audio_seconds,
+                **({} if streaming else {"feature_seconds": round(features, 3),
+                                         "rtf_features": features / audio_seconds}),
             }
             logging.info(f"{spec_dir.name} {tag}{precision} {method} {test_set}: WER {stats['wer']:.2f}% "
                          f"RTF {seconds / audio_seconds:.4f}")
@@ -230,6 +268,8 @@ def decode_subnet(spec_dir: Path, cut_sets: dict[str, CutSet], methods: list[str
         "model_type": metadata(files[precisions[0]]["encoder"]).get("model_type"),
         "sherpa_model_type_arg": model_type,
         "num_threads": num_threads,
+        "clock": rtf_clock(num_threads).__name__,  # process_time or perf_counter, as todm.decode's
+        "rtf_includes_features": streaming,
         "max_active_paths": max_active_paths,
         "file_bytes": {p: _sizes(files[p]) for p in precisions},
         "results": results,
