@@ -38,6 +38,7 @@ train_args=""           # extra flags for todm.train, e.g. "--num-random-subnets
 model_args=""           # model-shape flags for todm.train (see python -m todm.train --help)
 causal=false            # streaming run: causal SSMs (--causal true); stage 6 also exports and decodes online models
 baselines=true          # stage 5: individually trained baselines of the deployed archs
+baseline_subnets=       # which: all (every deployed spec) | ends (the smallest and the largest) | a list of specs
 dry_run=false           # stages 3 and 5 print each todm.train command and the model it builds, and train nothing
 
 # decoding and deployment (stages 4-6)
@@ -86,7 +87,7 @@ case "$corpus" in
       exit 1
     fi ;;
 esac
-: "${num_epochs:=12}" "${max_duration:=200}" "${perturb_speed:=false}"
+: "${num_epochs:=12}" "${max_duration:=200}" "${perturb_speed:=false}" "${baseline_subnets:=all}"
 : "${avg:=$(( num_epochs > 4 ? 4 : num_epochs - 1 ))}"
 lang_dir=data/lang_bpe_${vocab_size}
 
@@ -167,7 +168,12 @@ fi
 
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   if $baselines; then
-    specs=${subnets:-$(python -m todm.list_subnets --exp-dir "$exp_dir/supernet" --epoch "$num_epochs")}
+    deployed=(${subnets:-$(python -m todm.list_subnets --exp-dir "$exp_dir/supernet" --epoch "$num_epochs")})
+    case "$baseline_subnets" in
+      all) specs=${deployed[*]} ;;
+      ends) specs=$(printf '%s\n' "${deployed[0]}" "${deployed[-1]}" | uniq) ;;  # the list runs small to large
+      *) specs=$baseline_subnets ;;
+    esac
     for spec in $specs; do
       log "Stage 5: individually trained baseline $spec -> $exp_dir/baseline-$spec"
       # shellcheck disable=SC2086

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from todm.report import make_report, relative_difference
+from todm.report import estimate_costs, make_report, relative_difference, training_cost
 
 METHOD = "greedy_search"
 
@@ -65,6 +65,28 @@ def test_relative_difference():
     assert relative_difference(12.0, 12.0) == 0.0
     assert relative_difference(None, 3.0) is None and relative_difference(3.0, None) is None
     assert relative_difference(1.0, 0.0) is None
+
+
+def test_untrained_baselines_are_estimated_on_the_line_through_the_trained_ones(tmp_path):
+    trained = {"L2-F8-H1": {"wall_seconds": 100.0, "process_seconds": 150.0, "device_seconds": 100.0},
+               "L6-F8-H4": {"wall_seconds": 300.0, "process_seconds": 450.0, "device_seconds": 300.0}}
+    macs = {"L2-F8-H1": 10e6, "L4-F8-H2": 20e6, "L5-F8-H3": 25e6, "L6-F8-H4": 30e6}
+    estimated = estimate_costs(trained, macs)
+    assert sorted(estimated) == ["L4-F8-H2", "L5-F8-H3"]
+    assert estimated["L4-F8-H2"]["wall_seconds"] == pytest.approx(200.0)
+    assert estimated["L5-F8-H3"]["process_seconds"] == pytest.approx(375.0)
+    assert estimate_costs({"L2-F8-H1": trained["L2-F8-H1"]}, {"L2-F8-H1": 10e6, "L4-F8-H2": 30e6}) == {
+        "L4-F8-H2": pytest.approx({"wall_seconds": 300.0, "process_seconds": 450.0, "device_seconds": 300.0})}
+    assert estimate_costs(trained, {"L2-F8-H1": 10e6}) == {} and estimate_costs({}, macs) == {}
+
+    exp = tmp_path / "exp"
+    _write(exp / "supernet" / "train_cost.json", {"wall_seconds": 400.0, "process_seconds": 0.0,
+                                                  "device_seconds": 0.0})
+    for spec, job in trained.items():
+        _write(exp / f"baseline-{spec}" / "train_cost.json", job)
+    cost = training_cost(exp, exp / "supernet", [{"spec": s, "macs_per_second": m} for s, m in macs.items()])
+    assert cost["baselines_total"]["wall_seconds"] == pytest.approx(100 + 200 + 250 + 300)
+    assert cost["todm_over_baselines_wall"] == pytest.approx(400 / 850)
 
 
 def test_report_rows_and_files(tmp_path):

@@ -53,6 +53,7 @@ from todm.utils import atomic_write, console_logging, save_json  # noqa: E402
 ONNX_PYTORCH_TOLERANCE = 0.5  # absolute WER points allowed between sherpa-onnx fp32 and PyTorch
 MISSING = "-"
 README_BEGIN, README_END = "<!-- results:begin -->", "<!-- results:end -->"
+COST_KEYS = ("wall_seconds", "process_seconds", "device_seconds")
 
 
 @dataclass(frozen=True)
@@ -107,17 +108,55 @@ def load_onnx_results(deploy_dir: Path, streaming: bool = False) -> dict[str, di
     return {p.parents[1 if streaming else 0].name: _read_json(p) for p in sorted(deploy_dir.glob(pattern))}
 
 
-def training_cost(exp_dir: Path, supernet_dir: Path) -> dict[str, Any]:
-    """TODM's one job vs the sum of the baseline jobs (None where a file is missing)."""
-    keys = ("wall_seconds", "process_seconds", "device_seconds")
+def training_cost(exp_dir: Path, supernet_dir: Path, rows: list[dict] | None = None) -> dict[str, Any]:
+    """TODM's one job vs the sum of the baseline jobs (None where a file is missing).
+
+    A run may train baselines for only some deployed specs (``run.sh --baseline-subnets ends``:
+    the smallest and the largest). TODM's claim is against training *every* deployed spec, so
+    the cost of each missing one (a spec of ``rows`` without a baseline job) is estimated from the
+    trained ones by :func:`estimate_costs` and added to the total, named as estimated.
+    """
     todm_path = supernet_dir / "train_cost.json"
     todm = _read_json(todm_path) if todm_path.is_file() else None
-    baselines = {p.parent.name: _read_json(p) for p in sorted(exp_dir.glob("baseline-*/train_cost.json"))}
-    total = {k: sum(b.get(k, 0.0) for b in baselines.values()) for k in keys} if baselines else None
+    baselines = {p.parent.name[len("baseline-"):]: _read_json(p)
+                 for p in sorted(exp_dir.glob("baseline-*/train_cost.json"))}
+    macs = {r["spec"]: r["macs_per_second"] for r in rows or [] if r.get("macs_per_second")}
+    estimated = estimate_costs(baselines, macs)
+    jobs = list(baselines.values()) + list(estimated.values())
+    total = {k: sum(b.get(k, 0.0) for b in jobs) for k in COST_KEYS} if jobs else None
     ratio = None
     if todm and total and total["wall_seconds"] > 0:
         ratio = todm["wall_seconds"] / total["wall_seconds"]
-    return {"todm": todm, "baselines": baselines, "baselines_total": total, "todm_over_baselines_wall": ratio}
+    return {"todm": todm, "baselines": baselines, "estimated": estimated, "baselines_total": total,
+            "todm_over_baselines_wall": ratio}
+
+
+def estimate_costs(trained: dict[str, dict], macs: dict[str, float]) -> dict[str, dict[str, float]]:
+    """Training cost of every spec of ``macs`` without a trained baseline, from the trained ones.
+
+    Every baseline trains on the same batches for the same epochs, so its seconds are a fixed
+    part (front end, data, decoder and joiner, loss) plus a part that grows with the encoder's
+    MACs: a line through the trained baselines' (MACs, seconds) (the least-squares line for
+    more than two; through the origin for one). Specs below the smallest or above the largest
+    trained one are extrapolated along the same line.
+    """
+    known = [(macs[s], job) for s, job in trained.items() if s in macs]
+    missing = [s for s in macs if s not in trained]
+    if not known or not missing:
+        return {}
+    estimated: dict[str, dict[str, float]] = {s: {} for s in missing}
+    xs = [x for x, _ in known]
+    for key in COST_KEYS:
+        ys = [job.get(key, 0.0) for _, job in known]
+        if len(set(xs)) < 2:
+            slope, intercept = sum(ys) / sum(xs), 0.0
+        else:
+            mx, my = statistics.fmean(xs), statistics.fmean(ys)
+            slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+            intercept = my - slope * mx
+        for s in missing:
+            estimated[s][key] = max(0.0, intercept + slope * macs[s])
+    return estimated
 
 
 def relative_difference(todm: float | None, baseline: float | None) -> float | None:
@@ -279,8 +318,11 @@ def render_markdown(rows: list[dict], sets: list[str], onnx_sets: list[str], cos
     todm = cost["todm"] or {}
     lines.append(f"| TODM supernet (one job) | {_hours(todm.get('wall_seconds'))} | "
                  f"{_hours(todm.get('process_seconds'))} | {_hours(todm.get('device_seconds'))} |")
-    n = len(cost["baselines"])
-    lines.append(f"| sum of {n} baselines | {_hours(total and total['wall_seconds'])} | "
+    n, estimated = len(cost["baselines"]), cost.get("estimated") or {}
+    label = f"sum of {n + len(estimated)} baselines"
+    if estimated:
+        label += f" ({n} trained, {len(estimated)} estimated: {', '.join(sorted(estimated, key=_spec_key))})"
+    lines.append(f"| {label} | {_hours(total and total['wall_seconds'])} | "
                  f"{_hours(total and total['process_seconds'])} | {_hours(total and total['device_seconds'])} |")
     if cost["todm_over_baselines_wall"] is not None:
         lines += ["", f"TODM wall time = {cost['todm_over_baselines_wall']:.2f} x the baselines' total."]
@@ -327,6 +369,9 @@ def collect_notes(rows: list[dict], sets: list[str], onnx_sets: list[str], cost:
         notes.append(f"TODM training cost: no {paths['supernet']}/train_cost.json (stage 3)")
     if not cost["baselines"]:
         notes.append("baseline training cost: no baseline-*/train_cost.json (stage 5)")
+    if cost.get("estimated"):
+        notes.append(f"baselines not trained ({', '.join(sorted(cost['estimated'], key=_spec_key))}): their training "
+                     "cost is estimated on the line through the trained baselines' (MACs/s, seconds)")
     gaps = []
     for r in rows:
         for s, gap in r["onnx_minus_pytorch"].items():
@@ -392,7 +437,7 @@ def make_report(exp_dir: Path, out_dir: Path, method: str = "greedy_search", sup
     stream_sets = add_streaming(rows, streaming, method) if streaming else []
     if bidirectional_dir is not None:
         add_bidirectional(rows, load_decode_results(bidirectional_dir / method), sets)
-    cost = training_cost(exp_dir, supernet_dir)
+    cost = training_cost(exp_dir, supernet_dir, rows)
     notes = collect_notes(rows, sets, onnx_sets, cost, {"exp": exp_dir, "supernet": supernet_dir,
                                                          "deploy": deploy_dir})
     checks = check_targets(rows, sets, cost, targets)
