@@ -153,8 +153,12 @@ fi
 decode() {
   local dir=$1
   for method in $decoding_methods; do
+    # One utterance at a time (RTF comparable with stage 6's sherpa-onnx) for the methods stage 6
+    # also runs; whole batches (several times faster on a CPU) for the others.
+    local one_at_a_time=false
+    case " $sherpa_methods " in *" $method "*) one_at_a_time=true ;; esac
     # shellcheck disable=SC2086
-    python -m todm.decode --exp-dir "$dir" --epoch "$num_epochs" --avg "$avg" \
+    python -m todm.decode --exp-dir "$dir" --epoch "$num_epochs" --avg "$avg" --one-at-a-time "$one_at_a_time" \
       --use-averaged-model "$use_averaged_model" --bpe-model "$lang_dir/bpe.model" \
       --manifest-dir data/fbank --corpus "$corpus" --test-sets "$test_parts" \
       --decoding-method "$method" --beam-size "$beam_size" ${subnets:+--subnets "$subnets"} $decode_args
