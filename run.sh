@@ -50,6 +50,7 @@ sherpa_methods="greedy_search"  # stage 6 sherpa-onnx check of the exports (add 
 streaming_chunk=8       # encoder frames (40 ms each) per chunk of the online models (--causal true)
 beam_size=4
 decode_args=""          # extra flags for todm.decode
+report_args=""          # extra flags for todm.report (its targets: --target-wer-largest 10 ...); presets set them
 
 help_message=$(sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//')
 
@@ -204,5 +205,6 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
       --test-sets "$test_parts" --decoding-methods "$sherpa_methods" --max-active-paths "$beam_size" \
       --streaming "$streaming" ${subnets:+--subnets "$subnets"}
   done
-  python -m todm.report --exp-dir "$exp_dir"
+  # shellcheck disable=SC2086
+  python -m todm.report --exp-dir "$exp_dir" $report_args
 fi
