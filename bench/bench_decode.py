@@ -43,7 +43,7 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def pytorch_rtf(spec_dir: Path, utterances: list, num_threads: int) -> dict[str, float]:
+def decoding_rtfs(spec_dir: Path, utterances: list, num_threads: int) -> dict[str, float]:
     """RTF of PyTorch over ``utterances`` [(16 kHz audio, fbank [1, T, 80])] and, utterance by
     utterance beside it, of each precision's sherpa-onnx decoding and of sherpa-onnx's fbank
     (fp32's): everything the table compares with PyTorch."""
@@ -87,7 +87,7 @@ def main() -> None:
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     for spec_dir in spec_dirs:
-        rtf = pytorch_rtf(spec_dir, utterances, args.num_threads)
+        rtf = decoding_rtfs(spec_dir, utterances, args.num_threads)
         print(f"| {spec_dir.name} | {rtf['PyTorch']:.4f} | {rtf['fp32']:.4f} | {rtf['int8']:.4f} | "
               f"{rtf['fp32'] / rtf['PyTorch']:.2f}x | {rtf['int8'] / rtf['PyTorch']:.2f}x | "
               f"{rtf['sherpa fbank']:.4f} |", flush=True)

@@ -123,4 +123,4 @@ def test_decoding_benchmark_refuses(tmp_path, marker):
     bench_decode = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench_decode)
     path = write_crafted(tmp_path / "L1-F16-H1" / "pretrained.pt", marker)
-    assert_refused(lambda: bench_decode.pytorch_rtf(path.parent, [], 16000), path, marker)
+    assert_refused(lambda: bench_decode.decoding_rtfs(path.parent, [], 16000), path, marker)

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from todm.report import estimate_costs, make_report, relative_difference, training_cost
+from todm.baseline_cost import estimate_costs, training_cost
+from todm.report import make_report, relative_difference
 
 METHOD = "greedy_search"
 

@@ -35,7 +35,6 @@ of a README with the report, so published numbers are generated, not typed.
 """
 
 import argparse
-import json
 import logging
 import statistics
 from dataclasses import dataclass
@@ -47,13 +46,13 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from todm.baseline_cost import training_cost  # noqa: E402
 from todm.streaming import STREAMING_DIR  # noqa: E402
-from todm.utils import atomic_write, console_logging, save_json  # noqa: E402
+from todm.utils import atomic_write, console_logging, load_json, save_json  # noqa: E402
 
 ONNX_PYTORCH_TOLERANCE = 0.5  # absolute WER points allowed between sherpa-onnx fp32 and PyTorch
 MISSING = "-"
 README_BEGIN, README_END = "<!-- results:begin -->", "<!-- results:end -->"
-COST_KEYS = ("wall_seconds", "process_seconds", "device_seconds")
 
 
 @dataclass(frozen=True)
@@ -70,13 +69,6 @@ class Targets:
     onnx_rtf_ratio: float = 1.2  # sherpa-onnx RTF (fp32 and int8) / PyTorch RTF, the largest ratio over subnets
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path}: not a readable JSON file ({e})") from e
-
-
 def load_decode_results(method_dir: Path, suffix: str = "") -> dict[str, dict[str, Any]]:
     """{spec: results} from ``<method_dir>/results-*.json``; for a spec decoded from several
     checkpoints, the file whose name contains ``suffix`` (default: the newest file)."""
@@ -84,7 +76,7 @@ def load_decode_results(method_dir: Path, suffix: str = "") -> dict[str, dict[st
     for path in method_dir.glob("results-*.json"):
         if suffix and suffix not in path.name:
             continue
-        res = _read_json(path)
+        res = load_json(path)
         if "spec" not in res or "wer" not in res:
             raise ValueError(f"{path}: expected a todm.decode results file with 'spec' and 'wer'")
         mtime = path.stat().st_mtime
@@ -105,58 +97,7 @@ def load_baselines(exp_dir: Path, method: str, suffix: str = "") -> dict[str, di
 def load_onnx_results(deploy_dir: Path, streaming: bool = False) -> dict[str, dict[str, Any]]:
     """{spec: onnx_results.json} of each deployed subnet (``streaming``: of its online model)."""
     pattern = f"*/{STREAMING_DIR}/onnx_results.json" if streaming else "*/onnx_results.json"
-    return {p.parents[1 if streaming else 0].name: _read_json(p) for p in sorted(deploy_dir.glob(pattern))}
-
-
-def training_cost(exp_dir: Path, supernet_dir: Path, rows: list[dict] | None = None) -> dict[str, Any]:
-    """TODM's one job vs the sum of the baseline jobs (None where a file is missing).
-
-    A run may train baselines for only some deployed specs (``run.sh --baseline-subnets ends``:
-    the smallest and the largest). TODM's claim is against training *every* deployed spec, so
-    the cost of each missing one (a spec of ``rows`` without a baseline job) is estimated from the
-    trained ones by :func:`estimate_costs` and added to the total, named as estimated.
-    """
-    todm_path = supernet_dir / "train_cost.json"
-    todm = _read_json(todm_path) if todm_path.is_file() else None
-    baselines = {p.parent.name[len("baseline-"):]: _read_json(p)
-                 for p in sorted(exp_dir.glob("baseline-*/train_cost.json"))}
-    macs = {r["spec"]: r["macs_per_second"] for r in rows or [] if r.get("macs_per_second")}
-    estimated = estimate_costs(baselines, macs)
-    jobs = list(baselines.values()) + list(estimated.values())
-    total = {k: sum(b.get(k, 0.0) for b in jobs) for k in COST_KEYS} if jobs else None
-    ratio = None
-    if todm and total and total["wall_seconds"] > 0:
-        ratio = todm["wall_seconds"] / total["wall_seconds"]
-    return {"todm": todm, "baselines": baselines, "estimated": estimated, "baselines_total": total,
-            "todm_over_baselines_wall": ratio}
-
-
-def estimate_costs(trained: dict[str, dict], macs: dict[str, float]) -> dict[str, dict[str, float]]:
-    """Training cost of every spec of ``macs`` without a trained baseline, from the trained ones.
-
-    Every baseline trains on the same batches for the same epochs, so its seconds are a fixed
-    part (front end, data, decoder and joiner, loss) plus a part that grows with the encoder's
-    MACs: a line through the trained baselines' (MACs, seconds) (the least-squares line for
-    more than two; through the origin for one). Specs below the smallest or above the largest
-    trained one are extrapolated along the same line.
-    """
-    known = [(macs[s], job) for s, job in trained.items() if s in macs]
-    missing = [s for s in macs if s not in trained]
-    if not known or not missing:
-        return {}
-    estimated: dict[str, dict[str, float]] = {s: {} for s in missing}
-    xs = [x for x, _ in known]
-    for key in COST_KEYS:
-        ys = [job.get(key, 0.0) for _, job in known]
-        if len(set(xs)) < 2:
-            slope, intercept = sum(ys) / sum(xs), 0.0
-        else:
-            mx, my = statistics.fmean(xs), statistics.fmean(ys)
-            slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
-            intercept = my - slope * mx
-        for s in missing:
-            estimated[s][key] = max(0.0, intercept + slope * macs[s])
-    return estimated
+    return {p.parents[1 if streaming else 0].name: load_json(p) for p in sorted(deploy_dir.glob(pattern))}
 
 
 def relative_difference(todm: float | None, baseline: float | None) -> float | None:

@@ -109,6 +109,14 @@ def save_json(obj: Any, path: Path | str) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n"))
 
 
+def load_json(path: Path | str) -> Any:
+    """The JSON object in ``path``; a missing or malformed file raises ValueError naming it."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: not a readable JSON file ({e})") from e
+
+
 def torch_save(obj: Any, path: Path | str) -> None:
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:  # a Python file, so that a failed write surfaces as an OSError
