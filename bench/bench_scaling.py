@@ -9,7 +9,7 @@ validation in a scratch exp dir. Printed per size: hours of audio, training wall
 (from the run's ``train_cost.json``), seconds per hour of audio, and the ratio of each to the
 smallest size. Linear scaling shows as a constant seconds-per-hour.
 
-    python bench/bench_scaling.py --fractions 0.25,0.5,1 --bpe-model data/lang_bpe_256/bpe.model
+    python bench/bench_scaling.py --fractions 0.25,0.5,1 --bpe-model data/lang_bpe_64/bpe.model
 """
 
 import argparse
@@ -28,7 +28,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--corpus", type=str, default="builtin")
     parser.add_argument("--train-part", type=str, default="train")
     parser.add_argument("--valid-part", type=str, default="dev")
-    parser.add_argument("--bpe-model", type=Path, default=Path("data/lang_bpe_256/bpe.model"))
+    parser.add_argument("--bpe-model", type=Path, default=Path("data/lang_bpe_64/bpe.model"))
     parser.add_argument("--fractions", type=str, default="0.25,0.5,1", help="comma-separated corpus fractions")
     parser.add_argument("--max-duration", type=float, default=100.0)
     parser.add_argument("--num-random-subnets", type=int, default=2)

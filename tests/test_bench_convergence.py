@@ -13,7 +13,7 @@ def test_reads_the_preset_run_sh_uses_for_the_builtin_corpus():
     preset = bench.read_preset(ROOT / "conf" / "builtin.sh")
     run_sh = (ROOT / "run.sh").read_text()
     assert ". conf/builtin.sh" in run_sh
-    assert preset["vocab_size"] == "256" and float(preset["max_duration"]) > 0
+    assert preset["vocab_size"] == "64" and float(preset["max_duration"]) > 0
     assert "--use-ctc true" in " ".join(preset["preset_train_args"].split())
 
 

@@ -2,7 +2,7 @@
 """Stage 4: decode subnets of a trained TODM supernet (or a stage-5 baseline) and score them.
 
     python -m todm.decode --exp-dir exp/supernet --epoch 12 --avg 4 \\
-        --bpe-model data/lang_bpe_256/bpe.model --manifest-dir data/fbank --corpus builtin \\
+        --bpe-model data/lang_bpe_64/bpe.model --manifest-dir data/fbank --corpus builtin \\
         --decoding-method greedy_search --subnets "L6-F576-H4 L2-F144-H1" --test-sets "dev test"
 
 The weights are chosen as in icefall (``--epoch/--iter/--avg/--use-averaged-model``); the model
@@ -61,7 +61,7 @@ def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
     """Which weights, which tokens, where to run: shared by decode and select_subnets."""
     add_weight_arguments(parser)
     g = parser.add_argument_group("model input/output")
-    g.add_argument("--bpe-model", type=Path, default=Path("data/lang_bpe_256/bpe.model"))
+    g.add_argument("--bpe-model", type=Path, default=Path("data/lang_bpe_64/bpe.model"))
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: cuda if available")
     g.add_argument("--num-threads", type=int, default=1, help="torch CPU threads (1 for on-device RTF)")
 

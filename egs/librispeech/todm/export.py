@@ -12,7 +12,7 @@ For each subnet spec this writes, into ``<out-dir>/<spec>/``:
   transducer decoding chunks of ``--streaming-chunk`` encoder frames (``todm.streaming``).
 
     python -m todm.export --exp-dir exp/supernet --epoch 12 --avg 4 --use-averaged-model true \
-        --tokens data/lang_bpe_256/tokens.txt --out-dir exp/deploy [--subnets "L2-F144-H1 L6-F576-H4"]
+        --tokens data/lang_bpe_64/tokens.txt --out-dir exp/deploy [--subnets "L2-F144-H1 L6-F576-H4"]
 
 The three graphs follow icefall's ``export-onnx.py`` (see the conventions notes, section 6):
 

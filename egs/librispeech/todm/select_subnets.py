@@ -2,7 +2,7 @@
 """Pick the subnet to deploy for each budget, from WERs and latencies measured on dev (OFA-style).
 
     python -m todm.select_subnets --exp-dir exp/supernet --epoch 12 --avg 4 \\
-        --bpe-model data/lang_bpe_256/bpe.model --manifest-dir data/fbank --corpus builtin \\
+        --bpe-model data/lang_bpe_64/bpe.model --manifest-dir data/fbank --corpus builtin \\
         --budgets "params:1.5e6 params:3e5 latency:0.05" [--num-samples 20]
 
 Once-for-all selects a subnet per device by searching the trained supernet under a constraint;

@@ -2,7 +2,7 @@
 """Train a TODM supernet (stage 3), or one fixed architecture alone (stage 5 baselines).
 
     # supernet: sandwich rule + in-place alpha-divergence KD + adaptive dropout + ScaledAdam
-    python -m todm.train --exp-dir exp/supernet --bpe-model data/lang_bpe_256/bpe.model
+    python -m todm.train --exp-dir exp/supernet --bpe-model data/lang_bpe_64/bpe.model
     # individually trained baseline of one subnet architecture, same recipe
     python -m todm.train --exp-dir exp/baseline-L4-F288-H2 --subnet L4-F288-H2 ...
     # multi-process (gloo on CPU, nccl on GPU); multi-node through torchrun's own flags
