@@ -20,7 +20,7 @@
 # BPE 64 (~21 tokens per utterance; 256: ~14): with ~1.8k words heard a few times each, small
 # units generalise to unseen sentences and voices sooner, and the smaller joiner output makes a
 # sandwich step ~12% cheaper. L6-F576-H4 alone (bench_convergence), test WER after 766 / 1148
-# steps: BPE 256 63.4 / 52.5, 128 60.2 / 51.6, 64 59.0 / 49.2 (500 was worse than 256).
+# steps: BPE 256 63.4 / 52.5, 128 60.2 / 51.6, 64 59.0 / 49.2, 32 62.3 / 50.8 (500 was worse than 256).
 # One random subnet per sandwich step (largest + 1 random + smallest) keeps the supernet job
 # near half the baselines' cost here; the flag's default (and the LibriSpeech preset) is 2.
 : "${num_epochs:=2}" "${max_duration:=40}" "${avg:=1}" "${perturb_speed:=true}"
