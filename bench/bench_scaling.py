@@ -13,13 +13,14 @@ smallest size. Linear scaling shows as a constant seconds-per-hour.
 """
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 from lhotse import CutSet
+
+from todm.utils import DEFAULT_BPE_MODEL, load_json
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -28,7 +29,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--corpus", type=str, default="builtin")
     parser.add_argument("--train-part", type=str, default="train")
     parser.add_argument("--valid-part", type=str, default="dev")
-    parser.add_argument("--bpe-model", type=Path, default=Path("data/lang_bpe_64/bpe.model"))
+    parser.add_argument("--bpe-model", type=Path, default=DEFAULT_BPE_MODEL)
     parser.add_argument("--fractions", type=str, default="0.25,0.5,1", help="comma-separated corpus fractions")
     parser.add_argument("--max-duration", type=float, default=100.0)
     parser.add_argument("--num-random-subnets", type=int, default=2)
@@ -45,7 +46,7 @@ def train_one_epoch(args: argparse.Namespace, manifest_dir: Path, exp_dir: Path)
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"todm.train failed on {manifest_dir}:\n{done.stderr[-3000:]}")
-    return json.loads((exp_dir / "train_cost.json").read_text())["wall_seconds"]
+    return load_json(exp_dir / "train_cost.json")["wall_seconds"]
 
 
 def main() -> None:

@@ -17,13 +17,8 @@ COST_KEYS = ("wall_seconds", "process_seconds", "device_seconds")
 
 
 def training_cost(exp_dir: Path, supernet_dir: Path, rows: list[dict] | None = None) -> dict[str, Any]:
-    """TODM's one job vs the sum of the baseline jobs (None where a file is missing).
-
-    A run may train baselines for only some deployed specs (``run.sh --baseline-subnets ends``:
-    the smallest and the largest). TODM's claim is against training *every* deployed spec, so
-    the cost of each missing one (a spec of ``rows`` without a baseline job) is estimated from the
-    trained ones by :func:`estimate_costs` and added to the total, named as estimated.
-    """
+    """TODM's one job vs the sum of the baseline jobs (None where a file is missing); a spec of
+    ``rows`` without a baseline job is estimated (see the module doc) and added to the total."""
     todm_path = supernet_dir / "train_cost.json"
     todm = load_json(todm_path) if todm_path.is_file() else None
     baselines = {p.parent.name[len("baseline-"):]: load_json(p)

@@ -51,7 +51,7 @@ from todm.model import Transducer, build_model
 from todm.model_config import TransducerConfig
 from todm.subnet import SubnetSpec
 from todm.subsampling import MIN_INPUT_FRAMES
-from todm.utils import save_json, setup_logger, str2bool
+from todm.utils import DEFAULT_BPE_MODEL, save_json, setup_logger, str2bool
 from todm.wer import write_results, write_wer_summary
 
 DECODING_METHODS = ("greedy_search", "modified_beam_search")
@@ -61,7 +61,7 @@ def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
     """Which weights, which tokens, where to run: shared by decode and select_subnets."""
     add_weight_arguments(parser)
     g = parser.add_argument_group("model input/output")
-    g.add_argument("--bpe-model", type=Path, default=Path("data/lang_bpe_64/bpe.model"))
+    g.add_argument("--bpe-model", type=Path, default=DEFAULT_BPE_MODEL)
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: cuda if available")
     g.add_argument("--num-threads", type=int, default=1, help="torch CPU threads (1 for on-device RTF)")
 

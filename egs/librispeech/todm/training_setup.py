@@ -8,13 +8,13 @@ import os
 from pathlib import Path
 
 from todm.sandwich import SandwichConfig
-from todm.utils import str2bool
+from todm.utils import DEFAULT_BPE_MODEL, str2bool
 
 
 def add_training_arguments(parser: argparse.ArgumentParser, loss_backends: tuple[str, ...]) -> None:
     g = parser.add_argument_group("training")
     g.add_argument("--exp-dir", type=Path, default=Path("exp/supernet"))
-    g.add_argument("--bpe-model", type=Path, default=Path("data/lang_bpe_64/bpe.model"))
+    g.add_argument("--bpe-model", type=Path, default=DEFAULT_BPE_MODEL)
     g.add_argument("--num-epochs", type=int, default=12)
     g.add_argument("--start-epoch", type=int, default=1, help="resume from epoch-(N-1).pt")
     g.add_argument("--start-batch", type=int, default=0, help="resume from checkpoint-B.pt (mid-epoch)")

@@ -105,6 +105,10 @@ def _os_error_in_chain(e: BaseException | None) -> OSError | None:
     return None
 
 
+# The BPE model of the built-in preset (conf/builtin.sh), the scripts' --bpe-model default.
+DEFAULT_BPE_MODEL = Path("data/lang_bpe_64/bpe.model")
+
+
 def save_json(obj: Any, path: Path | str) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n"))
 
