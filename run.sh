@@ -3,6 +3,7 @@
 #
 #   ./run.sh                                  # everything, built-in offline corpus, CPU
 #   ./run.sh --stage 3 --stop-stage 4         # only training and decoding
+#   ./run.sh --config conf/builtin_long.sh    # longer CPU preset: bigger built-in corpus, every baseline
 #   ./run.sh --config conf/librispeech.sh     # LibriSpeech, paper-scale preset (GPUs)
 #   ./run.sh --causal true --exp-dir exp/causal   # streaming: causal supernet, online models in stage 6
 #
@@ -16,6 +17,8 @@ stop_stage=6
 corpus=builtin          # builtin | librispeech | any lhotse recipe name (see local/prepare_lhotse_recipe.py)
 corpus_dir=             # an existing corpus directory (librispeech and other recipes)
 dl_dir=download         # where downloads and the synthesised built-in audio go
+data_dir=data           # manifests, features and BPE models of this run ($data_dir/{manifests,fbank,lang_bpe_N})
+builtin_args=""         # extra flags for local/prepare_builtin.py, e.g. "--num-extra-train 3000" (builtin corpus)
 tiny=false              # tiny built-in corpus and tiny training: the smoke test
 seed=42
 nj=$(nproc)
@@ -52,7 +55,7 @@ beam_size=4
 decode_args=""          # extra flags for todm.decode
 report_args=""          # extra flags for todm.report (its targets: --target-wer-largest 10 ...); presets set them
 
-help_message=$(sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//')
+help_message=$(sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//')
 
 . shared/parse_options.sh || exit 1
 if [ $# -ne 0 ]; then
@@ -90,7 +93,7 @@ case "$corpus" in
 esac
 : "${num_epochs:=12}" "${max_duration:=200}" "${perturb_speed:=false}" "${baseline_subnets:=all}"
 : "${avg:=$(( num_epochs > 4 ? 4 : num_epochs - 1 ))}"
-lang_dir=data/lang_bpe_${vocab_size}
+lang_dir=$data_dir/lang_bpe_${vocab_size}
 
 if [ $stage -le -1 ] && [ $stop_stage -ge -1 ]; then
   log "Stage -1: environment (tools/setup.sh; skipped when done)"
@@ -99,24 +102,25 @@ if [ $stage -le -1 ] && [ $stop_stage -ge -1 ]; then
 fi
 
 if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
-  log "Stage 0: $corpus -> lhotse manifests in data/manifests"
-  mkdir -p data/manifests
+  log "Stage 0: $corpus -> lhotse manifests in $data_dir/manifests"
+  mkdir -p "$data_dir/manifests"
   case "$corpus" in
     builtin)
-      python local/prepare_builtin.py --output-dir data/manifests --audio-dir "$dl_dir/builtin/wav" \
-        --seed "$seed" --num-jobs "$nj" --tiny "$tiny" ;;
+      # shellcheck disable=SC2086
+      python local/prepare_builtin.py --output-dir "$data_dir/manifests" --audio-dir "$dl_dir/builtin/wav" \
+        --seed "$seed" --num-jobs "$nj" --tiny "$tiny" $builtin_args ;;
     librispeech)
-      python local/prepare_librispeech.py --output-dir data/manifests --dl-dir "$dl_dir" \
+      python local/prepare_librispeech.py --output-dir "$data_dir/manifests" --dl-dir "$dl_dir" \
         ${corpus_dir:+--corpus-dir "$corpus_dir"} --parts "$train_parts $dev_parts $test_parts" --num-jobs "$nj" ;;
     *)
-      python local/prepare_lhotse_recipe.py --recipe "$corpus" --output-dir data/manifests \
+      python local/prepare_lhotse_recipe.py --recipe "$corpus" --output-dir "$data_dir/manifests" \
         ${corpus_dir:+--corpus-dir "$corpus_dir"} --dl-dir "$dl_dir" --num-jobs "$nj" ;;
   esac
 fi
 
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
-  log "Stage 1: 80-dim fbank -> data/fbank"
-  python local/compute_fbank.py --corpus "$corpus" --manifest-dir data/manifests --output-dir data/fbank \
+  log "Stage 1: 80-dim fbank -> $data_dir/fbank"
+  python local/compute_fbank.py --corpus "$corpus" --manifest-dir "$data_dir/manifests" --output-dir "$data_dir/fbank" \
     --train-parts "$train_parts" --dev-parts "$dev_parts" --test-parts "$test_parts" \
     --perturb-speed "$perturb_speed" --num-jobs "$nj"
 fi
@@ -124,7 +128,7 @@ fi
 if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
   log "Stage 2: BPE ($vocab_size) -> $lang_dir"
   python local/train_bpe.py --lang-dir "$lang_dir" --vocab-size "$vocab_size" \
-    --cuts "data/fbank/${corpus}_cuts_train.jsonl.gz"
+    --cuts "$data_dir/fbank/${corpus}_cuts_train.jsonl.gz"
 fi
 
 # Launches todm.train: one process, or torchrun with world_size processes per node.
@@ -141,7 +145,7 @@ train() {
     python -m todm.train "$@"
   fi
 }
-common_train_args=(--manifest-dir data/fbank --corpus "$corpus" --bpe-model "$lang_dir/bpe.model"
+common_train_args=(--manifest-dir "$data_dir/fbank" --corpus "$corpus" --bpe-model "$lang_dir/bpe.model"
   --num-epochs "$num_epochs" --max-duration "$max_duration" --seed "$seed" --auto-resume true)
 
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
@@ -161,7 +165,7 @@ decode() {
     # shellcheck disable=SC2086
     python -m todm.decode --exp-dir "$dir" --epoch "$num_epochs" --avg "$avg" --one-at-a-time "$one_at_a_time" \
       --use-averaged-model "$use_averaged_model" --bpe-model "$lang_dir/bpe.model" \
-      --manifest-dir data/fbank --corpus "$corpus" --test-sets "$test_parts" \
+      --manifest-dir "$data_dir/fbank" --corpus "$corpus" --test-sets "$test_parts" \
       --decoding-method "$method" --beam-size "$beam_size" ${subnets:+--subnets "$subnets"} $decode_args
   done
 }
@@ -201,7 +205,7 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   streaming_modes=false
   if $causal; then streaming_modes="false true"; fi  # a causal run also decodes the online models
   for streaming in $streaming_modes; do
-    python -m todm.sherpa_decode --deploy-dir "$exp_dir/deploy" --manifest-dir data/fbank --corpus "$corpus" \
+    python -m todm.sherpa_decode --deploy-dir "$exp_dir/deploy" --manifest-dir "$data_dir/fbank" --corpus "$corpus" \
       --test-sets "$test_parts" --decoding-methods "$sherpa_methods" --max-active-paths "$beam_size" \
       --streaming "$streaming" ${subnets:+--subnets "$subnets"}
   done

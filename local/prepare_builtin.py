@@ -33,8 +33,13 @@ sentence>``, so an existing good wav is reused on a rerun and never confused wit
 Outputs in --output-dir: ``builtin_{recordings,supervisions}_{train,dev,test}.jsonl.gz``
 (speaker = voice id); audio in ``--audio-dir/<split>/<utterance id>.wav``.
 
+``--num-extra-train N`` adds N training sentences from a wider pool (up to ``--extra-max-words``
+words among the ``--extra-top-words`` most frequent) after the dev and test sentences are
+drawn, so a bigger training set keeps the default corpus's dev and test sets.
+
 Usage:
   python local/prepare_builtin.py                    # default corpus, all cores
+  python local/prepare_builtin.py --num-extra-train 2600 --output-dir data/long/manifests
   python local/prepare_builtin.py --tiny true --output-dir /tmp/m --audio-dir /tmp/wav
 """
 
@@ -122,12 +127,16 @@ def plan_corpus(
     seed: int,
     closed_vocabulary: bool = True,
     voices: tuple[Voice, ...] = VOICES,
+    extra_pool: list[tuple[str, str]] = (),
+    num_extra_train: int = 0,
 ) -> dict[str, list[Utterance]]:
     """Draw disjoint sentences for train/dev/test and give each utterance a voice.
 
     Train and dev cycle through the training voices; test alternates between a held-out voice
     (even positions) and a training voice (odd positions). With ``closed_vocabulary``, dev and
-    test sentences contain only words seen in the training sentences.
+    test sentences contain only words seen in the first ``sizes["train"]`` training sentences.
+    Then ``num_extra_train`` more training sentences come from ``extra_pool`` (any sentence not
+    drawn yet): a bigger training set whose dev and test sets are exactly those of the core corpus.
     """
     seen = [v for v in voices if not v.held_out]
     unseen = [v for v in voices if v.held_out]
@@ -149,6 +158,16 @@ def plan_corpus(
         )
     chosen = {"train": train, "dev": rest[: sizes["dev"]]}
     chosen["test"] = rest[sizes["dev"] : sizes["dev"] + sizes["test"]]
+    if num_extra_train:
+        drawn = {text for sentences in chosen.values() for _, text in sentences}
+        extra = [s for s in extra_pool if s[1] not in drawn]
+        if len(extra) < num_extra_train:
+            raise ValueError(
+                f"{num_extra_train} extra training sentences were asked for, but the extra pool has only "
+                f"{len(extra)} sentences not drawn yet: raise --extra-max-words / --extra-top-words"
+            )
+        random.Random(seed).shuffle(extra)
+        chosen["train"] = train + extra[:num_extra_train]
 
     def voice_for(split: str, i: int) -> Voice:
         if split == "test":
@@ -216,6 +235,12 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-words", type=int, default=10)
     parser.add_argument("--top-words", type=int, default=2000,
                         help="keep sentences whose words are all among this many most frequent")
+    parser.add_argument("--num-extra-train", type=int, default=0,
+                        help="more training sentences beyond --num-train, from the pool of --min-words.."
+                        "--extra-max-words words among the --extra-top-words most frequent; dev and test "
+                        "stay those of the core corpus (the long preset uses this)")
+    parser.add_argument("--extra-max-words", type=int, default=12)
+    parser.add_argument("--extra-top-words", type=int, default=4000)
     parser.add_argument("--closed-vocabulary", type=str2bool, default=None,
                         help="dev/test sentences only use words of the train sentences "
                         "(default true; false with --tiny, whose train set is too small)")
@@ -236,13 +261,18 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"missing programs {missing}: run tools/setup.sh (Debian: apt-get install "
                          "espeak-ng flite sox libsox-fmt-all)")
 
-    pool = build_sentence_pool(
-        read_wordnet_examples(args.wordnet_dir), args.min_words, args.max_words, args.top_words
-    )
+    examples = read_wordnet_examples(args.wordnet_dir)
+    pool = build_sentence_pool(examples, args.min_words, args.max_words, args.top_words)
     logging.info(f"{len(pool)} candidate sentences ({args.min_words}-{args.max_words} words, "
                  f"top {args.top_words} words); sizes {sizes}, seed {args.seed}")
+    extra_pool = []
+    if args.num_extra_train:
+        extra_pool = build_sentence_pool(examples, args.min_words, args.extra_max_words, args.extra_top_words)
+        logging.info(f"{len(extra_pool)} candidate sentences for {args.num_extra_train} extra training ones "
+                     f"({args.min_words}-{args.extra_max_words} words, top {args.extra_top_words} words)")
     try:
-        plan = plan_corpus(pool, sizes, args.seed, closed_vocabulary)
+        plan = plan_corpus(pool, sizes, args.seed, closed_vocabulary, extra_pool=extra_pool,
+                           num_extra_train=args.num_extra_train)
     except ValueError as e:
         raise SystemExit(f"error: {e}")
     held_out = [v.id for v in VOICES if v.held_out]

@@ -100,3 +100,18 @@ def test_closed_vocabulary_and_too_small_pool(pool):
     assert {w for s in ("dev", "test") for u in plan[s] for w in u.text.split()} <= train_words
     with pytest.raises(ValueError, match="too small"):
         plan_corpus(pool, {"train": len(pool), "dev": 1, "test": 1}, seed=0)
+
+
+def test_extra_training_sentences_keep_dev_and_test(pool):
+    sizes = {"train": 400, "dev": 30, "test": 30}
+    wider = build_sentence_pool(read_wordnet_examples(WORDNET), 4, 12, 4000)
+    core = plan_corpus(pool, sizes, seed=3)
+    more = plan_corpus(pool, sizes, seed=3, extra_pool=wider, num_extra_train=500)
+    for split in ("dev", "test"):
+        assert [(u.id, u.text) for u in more[split]] == [(u.id, u.text) for u in core[split]]
+    assert [u.text for u in more["train"][:400]] == [u.text for u in core["train"]]
+    extra = {u.text for u in more["train"][400:]}
+    assert len(extra) == 500 and not extra & {u.text for s in SPLITS for u in core[s]}
+    assert max(len(t.split()) for t in extra) > 10  # from the wider pool
+    with pytest.raises(ValueError, match="extra pool has only"):
+        plan_corpus(pool, sizes, seed=3, extra_pool=wider, num_extra_train=len(wider))

@@ -149,6 +149,19 @@ def test_bad_flags_are_named(tiny_recipe, args, message):
     assert r.returncode != 0 and message in r.stdout + r.stderr
 
 
+def test_data_dir_and_corpus_options_reach_the_data_stages(tiny_recipe, tmp_path):
+    recipe = tmp_path / "recipe"
+    shutil.copytree(tiny_recipe, recipe, symlinks=True)
+    r = run_recipe(recipe, "--stage", "0", "--stop-stage", "2", "--tiny", "true", "--data-dir", "data/more",
+                   "--builtin-args", "--num-extra-train 4")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    more = recipe / "data" / "more"
+    sups = load_manifest_lazy(more / "manifests" / "builtin_supervisions_train.jsonl.gz")
+    default = load_manifest_lazy(recipe / "data" / "manifests" / "builtin_supervisions_train.jsonl.gz")
+    assert len(list(sups)) == len(list(default)) + 4
+    assert (more / "fbank" / "builtin_cuts_train.jsonl.gz").is_file() and (more / "lang_bpe_64" / "bpe.model").is_file()
+
+
 @pytest.fixture(scope="module")
 def streamed(tiny_recipe, tmp_path_factory):
     """The streaming run: ./run.sh --causal true, stages 3-6 without baselines, in its own exp dir."""
