@@ -30,7 +30,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 PRESET_VARIABLES = ("train_parts", "dev_parts", "test_parts", "vocab_size", "num_epochs", "max_duration", "avg",
-                    "perturb_speed")
+                    "perturb_speed", "data_dir")
+BUILTIN_PRESET = Path(__file__).resolve().parents[1] / "conf" / "builtin.sh"
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -40,11 +41,12 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--supernet", type=str, choices=("true", "false"), default="false",
                         help="train the supernet once (sandwich) and decode --specs from it")
     parser.add_argument("--num-epochs", type=int, default=3, help="epochs to train (one decode per epoch)")
-    parser.add_argument("--preset", type=Path, default=Path("conf/builtin.sh"), help="run.sh preset to read")
+    parser.add_argument("--preset", type=Path, default=BUILTIN_PRESET,
+                        help="run.sh preset to read (a --config file such as conf/builtin_long.sh, or conf/builtin.sh)")
     parser.add_argument("--train-args", type=str, default="", help="extra todm.train flags, after the preset's")
     parser.add_argument("--tag", type=str, default="default", help="name of this variant (its own exp dirs)")
     parser.add_argument("--out-dir", type=Path, default=Path("exp/bench-convergence"))
-    parser.add_argument("--manifest-dir", type=Path, default=Path("data/fbank"))
+    parser.add_argument("--manifest-dir", type=Path, default=None, help="default: the preset's data_dir/fbank")
     parser.add_argument("--corpus", type=str, default="builtin")
     parser.add_argument("--test-sets", type=str, default="dev test")
     parser.add_argument("--averaged", type=str, choices=("both", "raw", "avg"), default="both",
@@ -56,13 +58,20 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def read_preset(path: Path) -> dict[str, str]:
-    """The variables and ``preset_train_args`` a run.sh preset file sets (sourced by bash)."""
-    if not path.is_file():
-        raise SystemExit(f"preset {path} not found (run from the repository root)")
-    script = " ".join(f"{v}=;" for v in PRESET_VARIABLES) + f" . {shlex.quote(str(path))};"
+    """The variables and ``preset_train_args`` a run.sh preset sets: sourced by bash as run.sh does for
+    the built-in corpus, the file (a --config file) first, then conf/builtin.sh for what it leaves unset."""
+    for preset in (path, BUILTIN_PRESET):
+        if not preset.is_file():
+            raise SystemExit(f"preset {preset} not found (run from the repository root)")
+    script = " ".join(f"{v}=;" for v in PRESET_VARIABLES) + f" . {shlex.quote(str(path))}; . {BUILTIN_PRESET};"
+    script += ' : "${data_dir:=data}";'
     script += " ".join(f'printf "%s\\0" "${{{v}}}";' for v in (*PRESET_VARIABLES, "preset_train_args"))
     values = subprocess.run(["bash", "-c", script], check=True, capture_output=True, text=True).stdout.split("\0")
     return dict(zip((*PRESET_VARIABLES, "preset_train_args"), values))
+
+
+def bpe_model(preset: dict[str, str]) -> str:
+    return f"{preset['data_dir']}/lang_bpe_{preset['vocab_size']}/bpe.model"
 
 
 def run(command: list[str], log: Path) -> None:
@@ -76,9 +85,8 @@ def run(command: list[str], log: Path) -> None:
 
 
 def train(args: argparse.Namespace, preset: dict[str, str], exp_dir: Path, spec: str | None) -> None:
-    bpe = f"data/lang_bpe_{preset['vocab_size']}/bpe.model"
     command = [sys.executable, "-m", "todm.train", "--manifest-dir", str(args.manifest_dir), "--corpus", args.corpus,
-               "--bpe-model", bpe, "--num-epochs", str(args.num_epochs), "--max-duration", preset["max_duration"],
+               "--bpe-model", bpe_model(preset), "--num-epochs", str(args.num_epochs), "--max-duration", preset["max_duration"],
                "--seed", str(args.seed), "--auto-resume", "true", "--exp-dir", str(exp_dir), "--tensorboard", "false",
                "--num-threads", str(args.num_threads), *(["--subnet", spec] if spec else []),
                *preset["preset_train_args"].split(), *shlex.split(args.train_args)]
@@ -95,7 +103,7 @@ def decode(args: argparse.Namespace, preset: dict[str, str], exp_dir: Path, spec
         command = [sys.executable, "-m", "todm.decode", "--exp-dir", str(exp_dir), "--epoch", str(epoch),
                    "--avg", "1", "--use-averaged-model", str(averaged).lower(), "--manifest-dir",
                    str(args.manifest_dir), "--corpus", args.corpus, "--test-sets", args.test_sets,
-                   "--bpe-model", f"data/lang_bpe_{preset['vocab_size']}/bpe.model",
+                   "--bpe-model", bpe_model(preset),
                    "--decoding-method", "greedy_search", "--subnets", " ".join(todo)]
         run(command, exp_dir / "bench-decode.log")
     return {s: json.loads(p.read_text())["wer"] for s, p in results.items()}
@@ -142,6 +150,7 @@ def rows_for(args: argparse.Namespace, preset: dict[str, str], exp_dir: Path, sp
 def main() -> None:
     args = get_parser().parse_args()
     preset = read_preset(args.preset)
+    args.manifest_dir = args.manifest_dir or Path(preset["data_dir"]) / "fbank"
     specs = [s.strip() for s in args.specs.split(",") if s.strip()]
     if not specs:
         raise SystemExit("--specs is empty")

@@ -15,6 +15,14 @@ def test_reads_the_preset_run_sh_uses_for_the_builtin_corpus():
     assert ". conf/builtin.sh" in run_sh
     assert preset["vocab_size"] == "64" and float(preset["max_duration"]) > 0
     assert "--use-ctc true" in " ".join(preset["preset_train_args"].split())
+    assert preset["data_dir"] == "data"
+
+
+def test_a_config_preset_is_completed_by_the_builtin_one_as_run_sh_does():
+    default, long = bench.read_preset(ROOT / "conf" / "builtin.sh"), bench.read_preset(ROOT / "conf" / "builtin_long.sh")
+    assert long["data_dir"] == "data/long" and long["num_epochs"] != default["num_epochs"]
+    assert long["vocab_size"] == default["vocab_size"] and long["preset_train_args"] == default["preset_train_args"]
+    assert bench.bpe_model(long) == "data/long/lang_bpe_64/bpe.model"
 
 
 def test_valid_loss_of_each_epoch_is_the_validation_after_it(tmp_path):
