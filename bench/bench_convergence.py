@@ -86,7 +86,8 @@ def run(command: list[str], log: Path) -> None:
 
 def train(args: argparse.Namespace, preset: dict[str, str], exp_dir: Path, spec: str | None) -> None:
     command = [sys.executable, "-m", "todm.train", "--manifest-dir", str(args.manifest_dir), "--corpus", args.corpus,
-               "--bpe-model", bpe_model(preset), "--num-epochs", str(args.num_epochs), "--max-duration", preset["max_duration"],
+               "--bpe-model", bpe_model(preset), "--num-epochs", str(args.num_epochs),
+               "--max-duration", preset["max_duration"],
                "--seed", str(args.seed), "--auto-resume", "true", "--exp-dir", str(exp_dir), "--tensorboard", "false",
                "--num-threads", str(args.num_threads), *(["--subnet", spec] if spec else []),
                *preset["preset_train_args"].split(), *shlex.split(args.train_args)]

@@ -55,6 +55,18 @@ def test_kd_flag_adds_and_removes_the_kd_term():
     assert any(not torch.allclose(g_kd[n], g_plain[n]) for n in g_kd if n.startswith("encoder."))
 
 
+@pytest.mark.parametrize("batch_idx, share", [(0, 0.0), (250, 0.25), (1000, 1.0), (3000, 1.0)])
+def test_kd_warmup_ramps_the_kd_weight(batch_idx, share):
+    full, _, _ = _step(SandwichConfig(num_random_subnets=1, kd_weight=2.0), batch_idx=batch_idx)
+    ramped, _, _ = _step(SandwichConfig(num_random_subnets=1, kd_weight=2.0, kd_warmup_batches=1000),
+                         batch_idx=batch_idx)
+    for kind in ("random", "smallest"):
+        kd = full.losses[kind]["kd_loss"]
+        assert ramped.losses[kind]["kd_loss"] == pytest.approx(kd)
+        missing = full.losses[kind]["loss"] - ramped.losses[kind]["loss"]
+        assert missing == pytest.approx(2.0 * (1 - share) * kd, rel=1e-4)
+
+
 def test_students_without_ground_truth_get_only_kd():
     res, _, _ = _step(SandwichConfig(num_random_subnets=0, student_gt_loss=False))
     assert set(res.losses["smallest"]) == {"kd_loss", "loss"}

@@ -10,7 +10,8 @@ elastic and has no dropout): it runs once per batch, each subnet's backward stop
 output, and the summed gradient goes through it once at the end. Students are evaluated on
 the teacher's prune ranges, so that teacher and student logits refer to the same lattice nodes
 (the KD target) and the student's own pruned loss lives on the teacher's lattice (our choice;
-TODM's is not public).
+TODM's is not public). ``kd_warmup_batches`` lets the students learn from the ground truth alone
+while the teacher is still untrained, then hands them over to it gradually.
 With a search space of a single spec this is plain training of that architecture: the
 individually trained baseline.
 
@@ -39,6 +40,7 @@ class SandwichConfig:
     num_random_subnets: int = 2
     kd: bool = True  # in-place alpha-divergence distillation from the largest subnet
     kd_weight: float = 1.0
+    kd_warmup_batches: int = 0  # the KD weight ramps linearly from 0 over these first batches
     student_gt_loss: bool = True  # students also get the ground-truth RNN-T loss
     alpha_min: float = -1.0
     alpha_max: float = 1.0
@@ -111,6 +113,7 @@ def sandwich_step(
     """
     x, x_lens, y = batch
     simple_scale, pruned_scale = loss_scales(batch_idx_train, cfg.warm_step, cfg.simple_loss_scale)
+    kd_scale = cfg.kd_weight * (min(1.0, batch_idx_train / cfg.kd_warmup_batches) if cfg.kd_warmup_batches else 1.0)
     max_params = num_params[subnets[0][1]]
     teacher: TransducerOutput | None = None
     result = StepResult(finite=True)
@@ -150,7 +153,7 @@ def sandwich_step(
         if use_kd:
             kd = lattice_kd_loss(out.logits, teacher.logits, teacher.ranges, teacher.boundary,
                                  cfg.alpha_min, cfg.alpha_max, cfg.iw_clip)
-            loss = loss + cfg.kd_weight * kd
+            loss = loss + kd_scale * kd
             stats["kd_loss"] = kd
         stats["loss"] = loss
         pending.append((kind, spec, {k: v.detach().float() for k, v in stats.items()},

@@ -56,6 +56,8 @@ def add_training_arguments(parser: argparse.ArgumentParser, loss_backends: tuple
     g.add_argument("--num-random-subnets", type=int, default=2, help="random subnets per step (sandwich)")
     g.add_argument("--kd", type=str2bool, default=True, help="in-place alpha-divergence KD")
     g.add_argument("--kd-weight", type=float, default=1.0)
+    g.add_argument("--kd-warmup-batches", type=int, default=0,
+                   help="ramp the KD weight linearly from 0 over this many batches (0: full weight from step 1)")
     g.add_argument("--student-gt-loss", type=str2bool, default=True,
                    help="students also get the ground-truth RNN-T loss (AlphaNet: false)")
     g.add_argument("--alpha-min", type=float, default=-1.0)
@@ -82,6 +84,7 @@ def sandwich_config_from_args(args: argparse.Namespace) -> SandwichConfig:
         raise ValueError(f"--num-random-subnets must be >= 0, got {args.num_random_subnets}")
     return SandwichConfig(
         num_random_subnets=args.num_random_subnets, kd=args.kd, kd_weight=args.kd_weight,
+        kd_warmup_batches=args.kd_warmup_batches,
         student_gt_loss=args.student_gt_loss, alpha_min=args.alpha_min, alpha_max=args.alpha_max,
         iw_clip=args.iw_clip, prune_range=args.prune_range, lm_scale=args.lm_scale, am_scale=args.am_scale,
         simple_loss_scale=args.simple_loss_scale, warm_step=args.warm_step, ctc_loss_scale=args.ctc_loss_scale)
