@@ -1,5 +1,6 @@
 # Longer CPU preset of the built-in corpus: TODM against every deployed spec trained alone, on a
-# bigger training set, about 2.2 h on 2 cores.   ./run.sh --config conf/builtin_long.sh
+# bigger training set, about 2.2 h on 2 cores (estimated from the costs below; no full run measured yet).
+#   ./run.sh --config conf/builtin_long.sh
 # Its data and models stay apart from the default run's (data/long, exp/long); run.sh sources the
 # default preset (conf/builtin.sh) after this file for everything not set here (BPE 64, batches,
 # training flags), and so does bench/bench_convergence.py --preset conf/builtin_long.sh.
