@@ -82,6 +82,17 @@ def test_running_average_matches_mean_of_weights():
     torch.testing.assert_close(avg.weight, expected)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_running_average_on_the_cpu_of_a_cuda_model():
+    # todm.train keeps model_avg on the CPU in float64 while the model trains on the GPU
+    model, avg = nn.Linear(3, 2).cuda(), nn.Linear(3, 2).double()
+    avg.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    update_averaged_model(avg, model, 1, 2)
+    torch.testing.assert_close(avg.weight, model.weight.detach().cpu().double() - 0.5)
+
+
 def test_average_between_two_checkpoints(tmp_path):
     _save(tmp_path / "epoch-1.pt", 0.0, 10, avg=1.0)  # mean of batches 1..10 is 1
     _save(tmp_path / "epoch-2.pt", 0.0, 20, avg=2.0)  # mean of 1..20 is 2 -> mean of 11..20 is 3

@@ -215,7 +215,7 @@ def update_averaged_model(model_avg: nn.Module, model: nn.Module, average_period
     cur = unwrap(model).state_dict()
     for name, avg in model_avg.state_dict().items():
         if avg.is_floating_point():
-            avg.mul_(1 - weight_cur).add_(cur[name].to(avg.dtype), alpha=weight_cur)
+            avg.mul_(1 - weight_cur).add_(cur[name].to(avg.device, avg.dtype), alpha=weight_cur)
         else:
             avg.copy_(cur[name])
 
