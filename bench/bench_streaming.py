@@ -49,7 +49,7 @@ from todm.model_config import TransducerConfig
 from todm.onnx_io import quantize
 from todm.sherpa_decode import find_suffix, load_cuts, load_mono, make_recognizer, model_files, recognize
 from todm.sherpa_stream import FRAME_SHIFT, SAMPLE_RATE, make_online_recognizer, padded_for_stream
-from todm.streaming import SUBSAMPLING, chunk_input_frames, export_streaming_encoder
+from todm.streaming import SUBSAMPLING, chunk_input_frames, chunk_multiple, export_streaming_encoder
 from todm.subsampling import MIN_INPUT_FRAMES
 from todm.utils import int_list
 
@@ -173,6 +173,10 @@ def main() -> None:
         for spec_dir in chosen_subnets(args.deploy_dir, args.subnets):
             model, reference = load_subnet(spec_dir), offline_rtf(spec_dir, audios)
             for chunk in args.chunks:
+                if chunk % chunk_multiple(model):
+                    print(f"| {spec_dir.name} | - | {chunk} ({chunk * 40} ms) | skipped: its blocks at a lower frame "
+                          f"rate need chunks of a multiple of {chunk_multiple(model)} frames |", flush=True)
+                    continue
                 encoder = Path(tmp) / f"encoder-{spec_dir.name}-{chunk}.onnx"
                 export_streaming_encoder(model, encoder, chunk, {"todm_spec": spec_dir.name})
                 for precision in precisions:

@@ -27,12 +27,20 @@ projection, and each module's output before it joins the residual stream.
 
 The final LayerNorm is shared by every depth: a subnet of L blocks applies it after its L-th
 block, so whatever L is, the joiner gets features on a common scale.
+
+Frame rate: each block has a downsampling factor (``downsampling_factors``, all 1 by default);
+a run of blocks with a factor f > 1 works at 1/f of the frame rate, with a residual around the
+run (``todm.frame_rate``). Factors belong to blocks, so a subnet of L blocks keeps those of its
+first L blocks.
 """
+from itertools import groupby
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from todm.dropout import dropout as apply_dropout
+from todm.frame_rate import downsample, downsampled_lengths, upsample, validate_factors
 from todm.mh_ssm import MultiHeadSSM
 
 # Output projections of every module start at this fraction of PyTorch's default init.
@@ -116,7 +124,8 @@ class StateformerBlock(nn.Module):
 
 
 class Encoder(nn.Module):
-    """A stack of ``num_layers`` Stateformer blocks; a subnet runs the first L of them."""
+    """A stack of ``num_layers`` Stateformer blocks; a subnet runs the first L of them.
+    ``downsampling_factors``: one per block (() = all 1), see the module doc."""
 
     def __init__(
         self,
@@ -129,8 +138,10 @@ class Encoder(nn.Module):
         dt_min: float = 1e-3,
         dt_max: float = 1.0,
         causal: bool = False,
+        downsampling_factors: tuple[int, ...] = (),
     ) -> None:
         super().__init__()
+        self.factors = validate_factors(downsampling_factors, num_layers)
         self.layers = nn.ModuleList(
             StateformerBlock(dim, ffn_dim, num_heads, head_dim, state_dim, dt_min, dt_max, causal)
             for _ in range(num_layers)
@@ -155,9 +166,23 @@ class Encoder(nn.Module):
         if not 1 <= depth <= len(self.layers):
             raise ValueError(f"num_layers must be in 1..{len(self.layers)}, got {depth}")
         pad_mask = make_pad_mask(x_lens, x.size(1))
-        for layer in self.layers[:depth]:
-            x = layer(x, pad_mask, ffn_dim, num_heads, dropout, fft)
+        for factor, layers in self._runs(depth):
+            if factor == 1:
+                for layer in layers:
+                    x = layer(x, pad_mask, ffn_dim, num_heads, dropout, fft)
+                continue
+            xd = downsample(x, pad_mask, factor)
+            mask_d = make_pad_mask(downsampled_lengths(x_lens, factor), xd.size(1))
+            y = xd
+            for layer in layers:
+                y = layer(y, mask_d, ffn_dim, num_heads, dropout, fft)
+            x = x + upsample(y - xd, factor, x.size(1))
         return self.norm_out(x)
+
+    def _runs(self, depth: int) -> list[tuple[int, list[StateformerBlock]]]:
+        """The first ``depth`` blocks as (factor, consecutive blocks of that factor) runs."""
+        blocks = zip(self.factors[:depth], self.layers[:depth])
+        return [(f, [layer for _, layer in run]) for f, run in groupby(blocks, key=lambda fl: fl[0])]
 
     def streaming_forward(
         self,
@@ -171,12 +196,22 @@ class Encoder(nn.Module):
         len(states) blocks: states[i] [B, C, 2, M] is block i's scan state (zeros at the start,
         ``todm.streaming``). Returns ([B, T, dim], the states after these frames). Run piece by
         piece on a causal encoder it gives ``forward`` over the whole stream, frame for frame.
-        ``chunk``: see ``MultiHeadSSM.streaming_forward``.
+        ``chunk``: see ``MultiHeadSSM.streaming_forward``. Blocks at a lower frame rate need
+        pieces of a whole number of their groups.
         """
         if not 1 <= len(states) <= len(self.layers):
             raise ValueError(f"need one state per block, 1..{len(self.layers)}, got {len(states)}")
         new_states = []
-        for layer, state in zip(self.layers, states):
-            x, state = layer.streaming_forward(x, state, ffn_dim, num_heads, chunk)
-            new_states.append(state)
+        remaining = iter(states)
+        for factor, layers in self._runs(len(states)):
+            if not torch.onnx.is_in_onnx_export() and x.size(1) % factor:  # an export checks its chunk before
+                raise ValueError(f"pieces of {x.size(1)} frames: blocks at 1/{factor} of the frame rate stream "
+                                 f"only whole groups of {factor} frames")
+            y = x if factor == 1 else x.unflatten(1, (-1, factor)).mean(2)
+            y_in = y
+            for layer in layers:
+                y, state = layer.streaming_forward(y, next(remaining), ffn_dim, num_heads,
+                                                   None if chunk is None else chunk // factor)
+                new_states.append(state)
+            x = y if factor == 1 else x + upsample(y - y_in, factor, x.size(1))
         return self.norm_out(x), new_states

@@ -41,6 +41,7 @@ class Transducer(nn.Module):
             dt_min=config.ssm_dt_min,
             dt_max=config.ssm_dt_max,
             causal=config.causal,
+            downsampling_factors=config.downsampling_factors,
         )
         self.decoder = Decoder(config.vocab_size, config.decoder_dim, config.blank_id, config.context_size)
         self.joiner = Joiner(config.encoder_dim, config.decoder_dim, config.joiner_dim, config.vocab_size)
@@ -86,7 +87,9 @@ class Transducer(nn.Module):
         supernet parameter of the same name; blocks beyond spec.num_layers do not exist in it.
         """
         self.config.search_space.validate(spec)
-        small = Transducer(dataclasses.replace(self.config, search_space=SearchSpace.single(spec)))
+        factors = self.config.downsampling_factors[:spec.num_layers]
+        small = Transducer(dataclasses.replace(self.config, search_space=SearchSpace.single(spec),
+                                               downsampling_factors=factors))
         big_state = self.state_dict()
         state = {}
         for name, target in small.state_dict().items():

@@ -18,6 +18,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from todm.frame_rate import validate_factors
 from todm.subnet import SearchSpace
 from todm.utils import int_list, str2bool
 
@@ -51,10 +52,12 @@ class TransducerConfig:
     context_size: int = 2
     dropout: float = 0.1
     use_ctc: bool = False  # an auxiliary CTC head on the encoder (icefall's --use-ctc)
+    downsampling_factors: tuple[int, ...] = ()  # one per encoder block, () = all 1 (todm.frame_rate)
     search_space: SearchSpace = field(default=DEFAULT_SEARCH_SPACE)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "subsampling_channels", tuple(self.subsampling_channels))
+        object.__setattr__(self, "downsampling_factors", tuple(self.downsampling_factors))
         positive = ("vocab_size", "feature_dim", "encoder_dim", "head_dim", "decoder_dim", "joiner_dim", "context_size")
         for name in positive:
             value = getattr(self, name)
@@ -80,11 +83,17 @@ class TransducerConfig:
             raise ValueError(f"TransducerConfig.dropout must be in [0, 1), got {self.dropout}")
         if not isinstance(self.search_space, SearchSpace):
             raise ValueError(f"TransducerConfig.search_space must be a SearchSpace, got {self.search_space!r}")
+        if self.downsampling_factors:
+            try:
+                validate_factors(self.downsampling_factors, self.search_space.largest().num_layers)
+            except ValueError as e:
+                raise ValueError(f"TransducerConfig: {e}") from None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain Python values (search space as its string form), for checkpoints and JSON."""
         d = dataclasses.asdict(self)
         d["subsampling_channels"] = list(self.subsampling_channels)
+        d["downsampling_factors"] = list(self.downsampling_factors)
         d["search_space"] = str(self.search_space)
         d["encoder_version"] = ENCODER_VERSION
         return d
@@ -96,6 +105,7 @@ class TransducerConfig:
             raise ValueError(f"model config: {problem}")
         values = dict(d)
         values.pop("encoder_version")
+        values.setdefault("downsampling_factors", ())  # configs written before the field: every block at full rate
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -141,6 +151,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--ssm-dt-min", type=float, default=d.ssm_dt_min, help="smallest initial SSM step (global head)")
     group.add_argument("--ssm-dt-max", type=float, default=d.ssm_dt_max, help="largest initial SSM step (local head)")
     group.add_argument("--causal", type=str2bool, default=d.causal, help="streaming encoder: SSMs see only the past")
+    group.add_argument("--downsampling-factor", type=int_list, default=d.downsampling_factors,
+                       help="one frame-rate divisor per encoder block (zipformer's flag), e.g. 1,1,2,2,1,1: "
+                            "blocks 3-4 at 80 ms; empty = every block at 40 ms")
     group.add_argument("--decoder-dim", type=int, default=d.decoder_dim, help="stateless decoder embedding dimension")
     group.add_argument("--joiner-dim", type=int, default=d.joiner_dim, help="joiner hidden dimension")
     group.add_argument("--context-size", type=int, default=d.context_size, help="decoder context: 1 bigram, 2 trigram")
@@ -172,5 +185,6 @@ def config_from_args(args: argparse.Namespace, vocab_size: int, blank_id: int = 
         context_size=args.context_size,
         dropout=args.dropout,
         use_ctc=args.use_ctc,
+        downsampling_factors=args.downsampling_factor,
         search_space=space,
     )

@@ -48,6 +48,7 @@ causal model (PyTorch, FFT convolution) on the same features. ``todm.sherpa_stre
 with it.
 """
 
+import math
 import shutil
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,11 @@ def chunk_input_frames(chunk: int) -> int:
     return SUBSAMPLING * (chunk - 1) + MIN_INPUT_FRAMES
 
 
+def chunk_multiple(model: Transducer) -> int:
+    """Chunks (encoder frames) must be multiples of this: every downsampling factor divides it."""
+    return math.lcm(*model.config.downsampling_factors) if model.config.downsampling_factors else 1
+
+
 def state_shape(model: Transducer) -> tuple[int, int, int]:
     """(layers L, channels C, modes M) of the SSM states of the extracted subnet ``model``."""
     spec = model.config.search_space.largest()
@@ -99,6 +105,9 @@ class OnnxStreamingEncoder(nn.Module):
         super().__init__()
         if not model.config.causal:
             raise ValueError("a bidirectional model reads future frames and cannot stream: train with --causal true")
+        if chunk % chunk_multiple(model):
+            raise ValueError(f"chunks of {chunk} encoder frames: blocks at a lower frame rate stream only whole groups "
+                             f"of their frames; choose a chunk divisible by {chunk_multiple(model)}")
         self.model, self.chunk = model, chunk
         self.spec: SubnetSpec = model.config.search_space.largest()
         _, self.channels, self.modes = state_shape(model)
