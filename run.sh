@@ -48,7 +48,7 @@ dry_run=false           # stages 3 and 5 print each todm.train command and the m
 avg=                    # checkpoints averaged for decoding/export; default per corpus
 use_averaged_model=true
 subnets=""              # specs to decode/deploy, e.g. "L6-F576-H4 L2-F144-H1"; default: the deployable ones
-decoding_methods="greedy_search modified_beam_search"
+decoding_methods=       # stages 4-5; default per preset (builtin: greedy_search; else also modified_beam_search)
 sherpa_methods="greedy_search"  # stage 6 sherpa-onnx check of the exports (add modified_beam_search if you like)
 streaming_chunk=8       # encoder frames (40 ms each) per chunk of the online models (--causal true)
 beam_size=4
@@ -92,6 +92,7 @@ case "$corpus" in
     fi ;;
 esac
 : "${num_epochs:=12}" "${max_duration:=200}" "${perturb_speed:=false}" "${baseline_subnets:=all}"
+: "${decoding_methods:=greedy_search modified_beam_search}"
 : "${avg:=$(( num_epochs > 4 ? 4 : num_epochs - 1 ))}"
 lang_dir=$data_dir/lang_bpe_${vocab_size}
 

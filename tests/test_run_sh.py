@@ -28,7 +28,9 @@ SETS = ("dev", "test")  # the tiny built-in corpus decodes both
 def finished(tiny_recipe, tmp_path_factory):
     recipe = tmp_path_factory.mktemp("smoke") / "recipe"
     shutil.copytree(tiny_recipe, recipe, symlinks=True)
-    r = run_recipe(recipe, "--stage", "0", "--stop-stage", "6", "--tiny", "true")
+    # both searches (the built-in preset decodes greedy only): the smoke run checks each
+    r = run_recipe(recipe, "--stage", "0", "--stop-stage", "6", "--tiny", "true",
+                   "--decoding-methods", "greedy_search modified_beam_search")
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
     return recipe, r.stdout + r.stderr
 
