@@ -6,6 +6,7 @@ subsampling.py, mh_ssm.py, encoder.py, decoder.py and joiner.py; tests/test_cost
 against built models and a count on the running model.
 """
 
+from todm.frame_rate import validate_factors
 from todm.model_config import TransducerConfig
 from todm.subnet import SubnetSpec
 from todm.subsampling import frequency_sizes
@@ -47,10 +48,11 @@ def count_macs_per_second(config: TransducerConfig, spec: SubnetSpec) -> int:
     """Multiply-accumulates to recognise one second of audio with the subnet ``spec``.
 
     Counted: convolutions and linear layers of the encoder (at 100 input frames/s and
-    25 encoder frames/s, 25/f in a block with downsampling factor f), the SSM sequence mixing at the cost of its recurrent form (per frame,
-    channel and direction, N/2 complex modes: state update 6 + output 2 real MACs per mode, plus
-    the skip term), and one joiner evaluation per encoder frame (encoder projection + output
-    layer, as greedy search with at most one symbol per frame). Not counted: elementwise ops
+    25 encoder frames/s, 25/f in a block with downsampling factor f), the SSM sequence mixing
+    at the cost of its recurrent form (per frame, channel and direction, N/2 complex modes:
+    state update 6 + output 2 real MACs per mode, plus the skip term), and one joiner evaluation
+    per encoder frame (encoder projection + output layer, as greedy search with at most one
+    symbol per frame). Not counted: elementwise ops
     (norms, activations, gates), the decoder (it runs once per emitted token, not per frame).
     The recurrent cost is length-independent; the FFT convolution of training costs more per
     frame on long inputs, and the chunked scan of ONNX (todm.ssm_scan) a constant more, but
@@ -67,7 +69,7 @@ def count_macs_per_second(config: TransducerConfig, spec: SubnetSpec) -> int:
     directions = 1 if config.causal else 2
     scan = width * (directions * 8 * (config.state_dim // 2) + 1)
     per_frame = 2 * 2 * d * spec.ffn_dim + d * width + width * width + width * d + scan
-    factors = config.downsampling_factors[:spec.num_layers] or (1,) * spec.num_layers
+    factors = validate_factors(config.downsampling_factors[:spec.num_layers], spec.num_layers)
     encoder = round(sum(fps // 4 / f for f in factors) * per_frame)  # a block at 1/f of the rate: 1/f the frames
     joiner = fps // 4 * (d * j + j * v)
     return embed + encoder + joiner

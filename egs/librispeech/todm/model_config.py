@@ -83,11 +83,10 @@ class TransducerConfig:
             raise ValueError(f"TransducerConfig.dropout must be in [0, 1), got {self.dropout}")
         if not isinstance(self.search_space, SearchSpace):
             raise ValueError(f"TransducerConfig.search_space must be a SearchSpace, got {self.search_space!r}")
-        if self.downsampling_factors:
-            try:
-                validate_factors(self.downsampling_factors, self.search_space.largest().num_layers)
-            except ValueError as e:
-                raise ValueError(f"TransducerConfig: {e}") from None
+        try:
+            validate_factors(self.downsampling_factors, self.search_space.largest().num_layers)
+        except ValueError as e:
+            raise ValueError(f"TransducerConfig: {e}") from None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain Python values (search space as its string form), for checkpoints and JSON."""

@@ -80,7 +80,7 @@ def chunk_input_frames(chunk: int) -> int:
 
 def chunk_multiple(model: Transducer) -> int:
     """Chunks (encoder frames) must be multiples of this: every downsampling factor divides it."""
-    return math.lcm(*model.config.downsampling_factors) if model.config.downsampling_factors else 1
+    return math.lcm(*model.config.downsampling_factors)  # lcm() of nothing is 1
 
 
 def state_shape(model: Transducer) -> tuple[int, int, int]:
