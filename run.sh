@@ -32,7 +32,7 @@ vocab_size=             # BPE size; default per corpus, see below
 exp_dir=exp
 num_epochs=             # default per corpus/preset
 max_duration=           # seconds of audio per batch
-world_size=1            # processes per node (GPUs, or CPU processes with gloo)
+world_size=             # processes per node (GPUs, or CPU processes with gloo); default per preset (builtin: 2)
 num_nodes=1
 node_rank=0
 master_addr=localhost
@@ -71,7 +71,7 @@ log() {
 
 if $tiny; then
   : "${num_epochs:=2}" "${max_duration:=60}"
-  : "${vocab_size:=64}" "${perturb_speed:=false}"
+  : "${vocab_size:=64}" "${perturb_speed:=false}" "${world_size:=1}"
   model_args="--encoder-dim 32 --head-dim 8 --state-dim 8 --num-layers 1,2 --ffn-dim 32,64 --num-heads 1,2 \
     --decoder-dim 32 --joiner-dim 32 $model_args"
 fi
@@ -91,7 +91,7 @@ case "$corpus" in
       exit 1
     fi ;;
 esac
-: "${num_epochs:=12}" "${max_duration:=200}" "${perturb_speed:=false}" "${baseline_subnets:=all}"
+: "${num_epochs:=12}" "${max_duration:=200}" "${perturb_speed:=false}" "${baseline_subnets:=all}" "${world_size:=1}"
 : "${decoding_methods:=greedy_search modified_beam_search}"
 : "${avg:=$(( num_epochs > 4 ? 4 : num_epochs - 1 ))}"
 lang_dir=$data_dir/lang_bpe_${vocab_size}

@@ -5,7 +5,8 @@ Every change to the model or the recipe is judged here by what it buys in WER pe
 the loss alone. Each spec of ``--specs`` is trained alone (``todm.train --subnet SPEC``, an
 individually trained model, as stage 5 does) or, with ``--supernet true``, the whole supernet
 once, on the default run's data and batches: the built-in preset of ``conf/builtin.sh``
-(``--max-duration``, its training flags) after stages 0-2. After every epoch the model is
+(``--max-duration`` per process, ``world_size`` data-parallel processes, its training flags)
+after stages 0-2. After every epoch the model is
 decoded with greedy search on ``--test-sets``, both the raw weights of that epoch and, from the
 second epoch on, the weights averaged over that epoch (``--avg 1 --use-averaged-model true``, as
 run.sh decodes). Printed: one row per (spec, epoch) with the steps taken so far, the validation
@@ -16,8 +17,8 @@ loss the trainer logged (per frame, 0.5 simple + pruned, dev set), and the WER o
     python bench/bench_convergence.py --supernet true --specs L6-F576-H4,L2-F144-H1   # decode these subnets
 
 Runs are resumable (``--auto-resume``): re-running the same command reuses finished epochs and
-decodes. ``--jobs 2 --num-threads 1`` trains two specs at once, one thread each (what a 2-core
-machine does best when the runs are independent).
+decodes. ``--world-size 1 --max-duration 40 --jobs 2 --num-threads 1`` trains two specs at once, one
+process and thread each, with the preset's 40-s steps (2 x 20 s) in one process.
 """
 
 import argparse
@@ -30,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 PRESET_VARIABLES = ("train_parts", "dev_parts", "test_parts", "vocab_size", "num_epochs", "max_duration", "avg",
-                    "perturb_speed", "data_dir")
+                    "perturb_speed", "data_dir", "world_size")
 BUILTIN_PRESET = Path(__file__).resolve().parents[1] / "conf" / "builtin.sh"
 
 
@@ -52,7 +53,12 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--averaged", type=str, choices=("both", "raw", "avg"), default="both",
                         help="decode the raw weights, the epoch's averaged weights, or both")
     parser.add_argument("--jobs", type=int, default=1, help="specs trained at the same time")
-    parser.add_argument("--num-threads", type=int, default=2, help="torch threads per training process")
+    parser.add_argument("--num-threads", type=int, default=None,
+                        help="torch threads per training process (default: the usable cores / processes)")
+    parser.add_argument("--world-size", type=int, default=None,
+                        help="data-parallel training processes (torchrun, gloo); default: the preset's")
+    parser.add_argument("--max-duration", type=float, default=None,
+                        help="seconds of audio per batch and process; default: the preset's")
     parser.add_argument("--seed", type=int, default=42)
     return parser
 
@@ -84,14 +90,21 @@ def run(command: list[str], log: Path) -> None:
         raise SystemExit(f"failed ({done.returncode}): {shlex.join(command)}; see {log}")
 
 
-def train(args: argparse.Namespace, preset: dict[str, str], exp_dir: Path, spec: str | None) -> None:
-    command = [sys.executable, "-m", "todm.train", "--manifest-dir", str(args.manifest_dir), "--corpus", args.corpus,
+def train_command(args: argparse.Namespace, preset: dict[str, str], exp_dir: Path, spec: str | None,
+                  port: int) -> list[str]:
+    """``todm.train`` as run.sh launches it for this preset: one process, or torchrun (``port``: its own)."""
+    world_size = args.world_size or int(preset["world_size"] or 1)
+    launcher = [sys.executable, "-m"]
+    if world_size > 1:
+        launcher = ["torchrun", "--nproc-per-node", str(world_size), "--master-port", str(port), "-m"]
+    command = [*launcher, "todm.train", "--manifest-dir", str(args.manifest_dir), "--corpus", args.corpus,
                "--bpe-model", bpe_model(preset), "--num-epochs", str(args.num_epochs),
-               "--max-duration", preset["max_duration"],
+               "--max-duration", str(args.max_duration or preset["max_duration"]),
                "--seed", str(args.seed), "--auto-resume", "true", "--exp-dir", str(exp_dir), "--tensorboard", "false",
-               "--num-threads", str(args.num_threads), *(["--subnet", spec] if spec else []),
+               *(["--num-threads", str(args.num_threads)] if args.num_threads else []),
+               *(["--subnet", spec] if spec else []),
                *preset["preset_train_args"].split(), *shlex.split(args.train_args)]
-    run(command, exp_dir / "bench-train.log")
+    return command
 
 
 def decode(args: argparse.Namespace, preset: dict[str, str], exp_dir: Path, specs: list[str], epoch: int,
@@ -160,10 +173,11 @@ def main() -> None:
         jobs = [(base / "supernet", None, specs)]
     else:
         jobs = [(base / spec, spec, [spec]) for spec in specs]
+    jobs = [(i, *job) for i, job in enumerate(jobs)]
 
     def one(job) -> list[dict]:
-        exp_dir, spec, decode_specs = job
-        train(args, preset, exp_dir, spec)
+        index, exp_dir, spec, decode_specs = job
+        run(train_command(args, preset, exp_dir, spec, port=29710 + index), exp_dir / "bench-train.log")
         return rows_for(args, preset, exp_dir, decode_specs)
 
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:

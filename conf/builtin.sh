@@ -32,7 +32,12 @@
 # 0.06 60.9 / 50.2: flat within seed noise (about +-1.5 points) from 0.025 to 0.045.
 # One random subnet per sandwich step (largest + 1 random + smallest) keeps the supernet job
 # near half the baselines' cost here; the flag's default (and the LibriSpeech preset) is 2.
-: "${num_epochs:=3}" "${max_duration:=40}" "${avg:=1}" "${perturb_speed:=true}"
+# Two training processes (gloo), one thread each, 20 s of audio each: a 40-s step (max_duration is
+# per process, as in icefall). On these small models a second torch thread speeds a step up by only
+# ~5% (bench/bench_train_step.py), two data-parallel processes by ~1.5x (supernet epoch 1: 275 s in
+# one process, 188 s in two, the same valid loss 0.927 and ~385 steps per epoch).
+: "${world_size:=2}" "${max_duration:=20}"
+: "${num_epochs:=3}" "${avg:=1}" "${perturb_speed:=true}"
 : "${baseline_subnets:=ends}" "${decoding_methods:=greedy_search}"
 preset_train_args="--warmup-batches 100 --lr-batches 1000 --lr-epochs 2 --warm-step 300
   --enable-spec-aug false --use-ctc true --ctc-loss-scale 2.0 --num-random-subnets 1

@@ -16,12 +16,28 @@ def test_reads_the_preset_run_sh_uses_for_the_builtin_corpus():
     assert preset["vocab_size"] == "64" and float(preset["max_duration"]) > 0
     assert "--use-ctc true" in " ".join(preset["preset_train_args"].split())
     assert preset["data_dir"] == "data"
+    assert preset["world_size"] == "2" and preset["max_duration"] == "20"
+
+
+def test_trains_with_the_presets_processes_unless_told_otherwise(tmp_path):
+    preset = bench.read_preset(ROOT / "conf" / "builtin.sh")
+    args = bench.get_parser().parse_args(["--train-args", "--base-lr 0.03"])
+    args.manifest_dir = tmp_path
+    command = bench.train_command(args, preset, tmp_path / "exp", "L2-F144-H1", port=29999)
+    assert command[:6] == ["torchrun", "--nproc-per-node", "2", "--master-port", "29999", "-m"]
+    assert command[command.index("--max-duration") + 1] == "20"
+    assert command[-2:] == ["--base-lr", "0.03"] and "--num-threads" not in command
+    args = bench.get_parser().parse_args(["--world-size", "1", "--max-duration", "40", "--num-threads", "1"])
+    args.manifest_dir = tmp_path
+    command = bench.train_command(args, preset, tmp_path / "exp", None, port=29999)
+    assert command[1:3] == ["-m", "todm.train"] and "--subnet" not in command
+    assert command[command.index("--max-duration") + 1] == "40.0" and "--num-threads" in command
 
 
 def test_a_config_preset_is_completed_by_the_builtin_one_as_run_sh_does():
     default = bench.read_preset(ROOT / "conf" / "builtin.sh")
     long = bench.read_preset(ROOT / "conf" / "builtin_long.sh")
-    assert long["data_dir"] == "data/long" and long["num_epochs"] == "3"
+    assert long["data_dir"] == "data/long" and long["num_epochs"] == "4"
     assert long["vocab_size"] == default["vocab_size"] and long["preset_train_args"] == default["preset_train_args"]
     assert bench.bpe_model(long) == "data/long/lang_bpe_64/bpe.model"
 
