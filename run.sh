@@ -136,6 +136,9 @@ fi
 train() {
   if $dry_run; then  # the command, then its model's config and size (todm.describe_model)
     echo "todm.train $*"
+    if [ "$world_size" -gt 1 ] || [ "$num_nodes" -gt 1 ]; then
+      echo "(launched by torchrun: $world_size process(es) per node, $num_nodes node(s))"
+    fi
     python -m todm.describe_model --vocab-size "$vocab_size" "$@"
     return
   fi

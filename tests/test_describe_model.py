@@ -31,6 +31,18 @@ def test_dry_run_of_the_librispeech_preset_builds_the_model_it_describes(tmp_pat
     assert described["num_subnets"] == 45 and not list(recipe.glob("exp/*/*.pt"))  # nothing trained
 
 
+def test_dry_run_of_the_default_run_shows_its_two_processes_of_20_s(tmp_path):
+    recipe = make_recipe_dir(tmp_path / "recipe")
+    r = run_recipe(recipe, "--stage", "3", "--stop-stage", "3", "--dry-run", "true")
+    assert r.returncode == 0, r.stderr[-3000:]
+    command = next(line for line in r.stdout.splitlines() if line.startswith("todm.train "))
+    assert "--max-duration 20 " in command and "--ctc-loss-scale 2.0" in command
+    assert "(launched by torchrun: 2 process(es) per node, 1 node(s))" in r.stdout
+    r = run_recipe(recipe, "--stage", "3", "--stop-stage", "3", "--dry-run", "true", "--world-size", "1",
+                   "--max-duration", "40")
+    assert "--max-duration 40 " in r.stdout and "launched by torchrun" not in r.stdout
+
+
 def test_baseline_is_its_one_architecture(capsys):
     describe_model.main(["--bpe-model", "no/bpe.model", "--vocab-size", "50", "--subnet", "L2-F144-H1"])
     described = json.loads(capsys.readouterr().out)

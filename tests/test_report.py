@@ -183,16 +183,23 @@ def test_onnx_rtf_over_pytorch_is_the_largest_ratio_over_subnets_and_precisions(
 def test_readme_block_is_replaced_and_missing_markers_are_named(tmp_path):
     import pytest
 
-    from todm.report import README_BEGIN, README_END, update_readme
+    from todm.report import readme_markers, update_readme
 
+    README_BEGIN, README_END = readme_markers()
+    LONG_BEGIN, LONG_END = readme_markers("results-long")
     readme = tmp_path / "README.md"
-    readme.write_text(f"# Title\n\n## Results\n{README_BEGIN}\nold numbers\n{README_END}\n\n## After\n")
+    readme.write_text(f"# Title\n\n## Results\n{README_BEGIN}\nold numbers\n{README_END}\n\n## After\n"
+                      f"{LONG_BEGIN}\nlong numbers\n{LONG_END}\n")
     update_readme(readme, "# TODM report\n\n| a |\n|---|\n")
     text = readme.read_text()
     assert "old numbers" not in text and "### TODM report" in text and "| a |" in text
-    assert text.startswith("# Title") and text.endswith("## After\n")
+    assert text.startswith("# Title") and text.endswith(f"{LONG_END}\n") and "long numbers" in text
     update_readme(readme, "# again\n")  # idempotent: the markers stay
     assert readme.read_text().count(README_BEGIN) == 1 and "### again" in readme.read_text()
+    update_readme(readme, "# the long run\n", "results-long")
+    text = readme.read_text()
+    assert "long numbers" not in text and "### again" in text and "### the long run" in text
+    assert text.index("### the long run") > text.index(LONG_BEGIN)
     (tmp_path / "bare.md").write_text("# no markers\n")
     with pytest.raises(ValueError, match="bare.md: no"):
         update_readme(tmp_path / "bare.md", "x")

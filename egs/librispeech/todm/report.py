@@ -19,6 +19,7 @@ note naming the stage that produces it):
   cost of the one TODM job and of every baseline job (``todm.train``).
 
     python -m todm.report --exp-dir exp [--decoding-method greedy_search] [--readme README.md]
+    python -m todm.report --exp-dir exp/long --readme README.md --readme-block results-long
 
 Writes ``<out-dir>/report.md``, ``report.json`` and ``wer_vs_params.png`` (default out-dir
 ``<exp-dir>/report``). The relative difference is (WER_TODM - WER_baseline) / WER_baseline:
@@ -31,7 +32,8 @@ int8 files' size over the fp32 files', sherpa-onnx's RTF over PyTorch's, and whe
 largest subnet's streaming RTF and the median relative WER difference of the causal run over the
 bidirectional one.
 ``--readme`` replaces the text between ``<!-- results:begin -->`` and ``<!-- results:end -->``
-of a README with the report, so published numbers are generated, not typed.
+of a README with the report, so published numbers are generated, not typed; ``--readme-block
+NAME`` fills ``<!-- NAME:begin -->`` ... ``<!-- NAME:end -->`` instead (one block per run).
 """
 
 import argparse
@@ -52,7 +54,11 @@ from todm.utils import atomic_write, console_logging, load_json, save_json  # no
 
 ONNX_PYTORCH_TOLERANCE = 0.5  # absolute WER points allowed between sherpa-onnx fp32 and PyTorch
 MISSING = "-"
-README_BEGIN, README_END = "<!-- results:begin -->", "<!-- results:end -->"
+README_BLOCK = "results"
+
+
+def readme_markers(block: str = README_BLOCK) -> tuple[str, str]:
+    return f"<!-- {block}:begin -->", f"<!-- {block}:end -->"
 
 
 @dataclass(frozen=True)
@@ -280,14 +286,15 @@ def render_markdown(rows: list[dict], sets: list[str], onnx_sets: list[str], cos
     return "\n".join(lines) + "\n"
 
 
-def update_readme(readme: Path, markdown: str) -> None:
-    """Put ``markdown`` (headings demoted by two levels) between the README's results markers."""
+def update_readme(readme: Path, markdown: str, block: str = README_BLOCK) -> None:
+    """Put ``markdown`` (headings demoted by two levels) between the README's markers of ``block``."""
     text = readme.read_text()
-    begin, end = text.find(README_BEGIN), text.find(README_END)
+    begin_marker, end_marker = readme_markers(block)
+    begin, end = text.find(begin_marker), text.find(end_marker)
     if begin < 0 or end < begin:
-        raise ValueError(f"{readme}: no '{README_BEGIN}' ... '{README_END}' block to fill")
+        raise ValueError(f"{readme}: no '{begin_marker}' ... '{end_marker}' block to fill")
     body = "\n".join("##" + line if line.startswith("#") else line for line in markdown.splitlines())
-    new = text[: begin + len(README_BEGIN)] + "\n" + body + "\n" + text[end:]
+    new = text[: begin + len(begin_marker)] + "\n" + body + "\n" + text[end:]
     atomic_write(readme, lambda tmp: tmp.write_text(new))
 
 
@@ -404,7 +411,9 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--bidirectional-dir", type=Path, default=None,
                         help="a causal run's report: the supernet dir of the bidirectional run to compare with")
     parser.add_argument("--readme", type=Path, default=None,
-                        help=f"also write the report into this file between {README_BEGIN} and {README_END}")
+                        help="also write the report into this file between {} and {}".format(*readme_markers()))
+    parser.add_argument("--readme-block", type=str, default=README_BLOCK,
+                        help="which block of --readme: between <!-- NAME:begin --> and <!-- NAME:end -->")
     d = Targets()
     parser.add_argument("--target-wer-largest", type=float, default=d.wer_largest)
     parser.add_argument("--target-wer-every", type=float, default=d.wer_every)
@@ -433,8 +442,8 @@ def main() -> None:
         if t["met"] is False:
             logging.warning(f"target missed: {t['name']} = {t['value']:.2f} > {t['threshold']:g}")
     if args.readme is not None:
-        update_readme(args.readme, (out_dir / "report.md").read_text())
-        print(f"Updated the results block of {args.readme}")
+        update_readme(args.readme, (out_dir / "report.md").read_text(), args.readme_block)
+        print(f"Updated the {args.readme_block} block of {args.readme}")
     print(f"Report: {out_dir / 'report.md'} (table), {out_dir / 'wer_vs_params.png'} (plot), "
           f"{out_dir / 'report.json'}")
 
