@@ -52,25 +52,42 @@ def test_checkpoints_tensorboard_cost_and_decreasing_loss(uninterrupted):
     assert '"wall_seconds"' in cost and '"process_seconds"' in cost
 
 
-def test_kill_9_then_rerun_resumes_to_the_same_weights(recipe, uninterrupted):
-    cmd = ["bash", "run.sh", *_stage3(recipe, "exp_b", "--train-args", TRAIN_ARGS)]
+def _kill_9_then_rerun(recipe: Path, exp: str, *flags: str) -> Path:
+    """Trains into ``exp``, kill -9 of the whole run after its first checkpoint, then the same command again."""
+    cmd = ["bash", "run.sh", *_stage3(recipe, exp, *flags)]
     proc = subprocess.Popen(cmd, cwd=recipe, start_new_session=True, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    exp_b = recipe / "exp_b" / "supernet"
+    exp_dir = recipe / exp / "supernet"
     deadline = time.time() + 300
-    while not (exp_b / "checkpoint-4.pt").exists():
+    while not (exp_dir / "checkpoint-4.pt").exists():
         assert proc.poll() is None and time.time() < deadline, "training ended before the first checkpoint"
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert not (exp_b / "epoch-2.pt").exists()
-    r = run_recipe(recipe, *_stage3(recipe, "exp_b", "--train-args", TRAIN_ARGS))
+    assert not (exp_dir / "epoch-2.pt").exists()
+    r = run_recipe(recipe, *_stage3(recipe, exp, *flags))
     assert r.returncode == 0, r.stderr[-3000:]
     assert "resumed from" in r.stderr + r.stdout
-    a, b = load_checkpoint_file(uninterrupted / "epoch-2.pt"), load_checkpoint_file(exp_b / "epoch-2.pt")
+    return exp_dir
+
+
+def _assert_same_weights(a_dir: Path, b_dir: Path) -> None:
+    a, b = load_checkpoint_file(a_dir / "epoch-2.pt"), load_checkpoint_file(b_dir / "epoch-2.pt")
     for key in ("model", "model_avg"):
         for name, tensor in a[key].items():
             assert torch.equal(tensor, b[key][name]), f"{key}.{name} differs after resume"
+
+
+def test_kill_9_then_rerun_resumes_to_the_same_weights(recipe, uninterrupted):
+    _assert_same_weights(uninterrupted, _kill_9_then_rerun(recipe, "exp_b", "--train-args", TRAIN_ARGS))
+
+
+def test_two_processes_resume_to_the_same_weights_after_kill_9(recipe):
+    """The built-in presets train in two processes: their resume must be as exact as one process's."""
+    flags = ("--world-size", "2", "--master-port", "29619", "--train-args", TRAIN_ARGS)
+    r = run_recipe(recipe, *_stage3(recipe, "exp_ddp_a", *flags))
+    assert r.returncode == 0, r.stderr[-3000:]
+    _assert_same_weights(recipe / "exp_ddp_a" / "supernet", _kill_9_then_rerun(recipe, "exp_ddp_b", *flags))
 
 
 def test_two_processes_stay_in_sync(recipe):
