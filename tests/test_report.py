@@ -155,8 +155,30 @@ def test_targets_say_by_how_much(tmp_path):
     assert checks["TODM wall time / baselines' total"]["value"] == 0.8
     median = checks["median relative WER difference TODM vs baseline (%)"]
     assert abs(median["value"] - (-100 / 11 + 0.0) / 2) < 1e-9 and median["met"] is True
+    worst = checks["worst relative WER difference TODM vs baseline (%)"]
+    assert worst["value"] == 0.0 and worst["threshold"] == 5.0 and worst["met"] is True  # L2 test: 12 vs 12
+    assert checks["largest WER rise to the next bigger TODM subnet (points)"]["value"] == -2.0  # dev 10 -> 8
+    assert checks["largest WER rise to the next bigger baseline (points)"]["met"] is None  # one baseline only
     markdown = (exp / "report" / "report.md").read_text()
     assert "| largest subnet WER on test (%) | 9.00 | <= 8 | **no** | +1.00 |" in markdown
+
+
+def test_wer_that_grows_with_size_and_a_subnet_far_behind_its_baseline_are_missed_targets(tmp_path):
+    exp = tmp_path / "exp"
+    _full_experiment(exp)  # TODM L2 10 / 12, L4 8 / 9; baseline L2 11 / 12
+    _write(exp / "supernet" / METHOD / "results-L3-F8-H2_epoch-2_avg-1.json",
+           _decode_result("L3-F8-H2", 2000, 7.5, 11.0))
+    _write(exp / "baseline-L3-F8-H2" / METHOD / "results-L3-F8-H2_epoch-2_avg-1.json",
+           _decode_result("L3-F8-H2", 2000, 7.0, 13.0))
+    _write(exp / "baseline-L4-F16-H2" / METHOD / "results-L4-F16-H2_epoch-2_avg-1.json",
+           _decode_result("L4-F16-H2", 3000, 7.8, 10.0))
+    checks = {t["name"]: t for t in make_report(exp, exp / "report", METHOD)["targets"]}
+    worst = checks["worst relative WER difference TODM vs baseline (%)"]
+    assert worst["value"] == pytest.approx(100 * 0.5 / 7.0) and worst["met"] is False  # L3 dev 7.5 vs 7.0
+    todm_rise = checks["largest WER rise to the next bigger TODM subnet (points)"]
+    assert todm_rise["value"] == 0.5 and todm_rise["met"] is False  # dev: L3 7.5 -> L4 8.0
+    base_rise = checks["largest WER rise to the next bigger baseline (points)"]
+    assert base_rise["value"] == 1.0 and base_rise["met"] is False  # test: L2 12.0 -> L3 13.0 (dev: L3 7.0 -> L4 7.8)
 
 
 def test_onnx_rtf_over_pytorch_is_the_largest_ratio_over_subnets_and_precisions(tmp_path):

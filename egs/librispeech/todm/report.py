@@ -27,8 +27,8 @@ negative means the subnet cut from the supernet beats the model trained alone.
 
 The report also checks TODM's claims as targets (thresholds are flags) and says by how much
 each is met or missed: the largest subnet's WER and every subnet's WER on the last test set,
-TODM's training wall time over the baselines' total, the median relative WER difference, the
-int8 files' size over the fp32 files', sherpa-onnx's RTF over PyTorch's, and where measured the
+TODM's training wall time over the baselines' total, the median and the worst relative WER
+difference, that WER does not grow with size (TODM's subnets and the baselines), the int8 files' size over the fp32 files', sherpa-onnx's RTF over PyTorch's, and where measured the
 largest subnet's streaming RTF and the median relative WER difference of the causal run over the
 bidirectional one.
 ``--readme`` replaces the text between ``<!-- results:begin -->`` and ``<!-- results:end -->``
@@ -73,6 +73,8 @@ class Targets:
     streaming_rtf: float = 0.05  # streaming RTF (fp32, sherpa-onnx) of the largest subnet
     causal_vs_bidirectional: float = 15.0  # median relative WER difference causal vs bidirectional, %
     onnx_rtf_ratio: float = 1.2  # sherpa-onnx RTF (fp32 and int8) / PyTorch RTF, the largest ratio over subnets
+    worst_relative_difference: float = 5.0  # no subnet worse than its baseline by more, on any set, %
+    wer_rise_with_size: float = 0.0  # WER points a subnet may lose to the next smaller one, on any set
 
 
 def load_decode_results(method_dir: Path, suffix: str = "") -> dict[str, dict[str, Any]]:
@@ -190,6 +192,16 @@ def _hours(seconds: float | None) -> str:
     return MISSING if seconds is None else f"{seconds / 3600:.2f} h ({seconds:.0f} s)"
 
 
+def largest_wer_rise(rows: list[dict], key: str, sets: list[str]) -> float | None:
+    """The largest WER rise (points) from a model to the next bigger one that has a WER in ``row[key]``,
+    over ``sets``: <= 0 when WER never grows with size. ``rows`` are sorted by size."""
+    rises = []
+    for s in sets:
+        wers = [r[key][s] for r in rows if r[key].get(s) is not None]
+        rises += [bigger - smaller for smaller, bigger in zip(wers, wers[1:])]
+    return max(rises) if rises else None
+
+
 def check_targets(rows: list[dict], sets: list[str], cost: dict, targets: Targets) -> list[dict[str, Any]]:
     """One entry per claim: name, measured value, threshold, met (None when not measurable)."""
     test_set = sets[-1] if sets else None
@@ -202,6 +214,12 @@ def check_targets(rows: list[dict], sets: list[str], cost: dict, targets: Target
         ("TODM wall time / baselines' total", cost["todm_over_baselines_wall"], targets.cost_ratio),
         ("median relative WER difference TODM vs baseline (%)", statistics.median(diffs) if diffs else None,
          targets.median_relative_difference),
+        ("worst relative WER difference TODM vs baseline (%)", max(diffs) if diffs else None,
+         targets.worst_relative_difference),
+        ("largest WER rise to the next bigger TODM subnet (points)", largest_wer_rise(rows, "wer", sets),
+         targets.wer_rise_with_size),
+        ("largest WER rise to the next bigger baseline (points)", largest_wer_rise(rows, "baseline_wer", sets),
+         targets.wer_rise_with_size),
     ]
     speeds = [r["onnx_rtf"][p] / r["rtf_pytorch"] for r in rows for p in ("fp32", "int8")
               if r["onnx_rtf"][p] is not None and r["rtf_pytorch"]]
@@ -424,6 +442,10 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--target-causal-vs-bidirectional", type=float, default=d.causal_vs_bidirectional)
     parser.add_argument("--target-onnx-rtf-ratio", type=float, default=d.onnx_rtf_ratio,
                         help="sherpa-onnx RTF / PyTorch RTF of every deployed subnet (fp32 and int8)")
+    parser.add_argument("--target-worst-relative-difference", type=float, default=d.worst_relative_difference,
+                        help="percent by which any subnet may be worse than its baseline, on any set")
+    parser.add_argument("--target-wer-rise-with-size", type=float, default=d.wer_rise_with_size,
+                        help="WER points a bigger model may lose to the next smaller one (TODM and baselines)")
     return parser
 
 
@@ -433,7 +455,8 @@ def main() -> None:
     out_dir = args.out_dir or args.exp_dir / "report"
     targets = Targets(args.target_wer_largest, args.target_wer_every, args.target_cost_ratio,
                       args.target_median_relative_difference, args.target_int8_size_ratio,
-                      args.target_streaming_rtf, args.target_causal_vs_bidirectional, args.target_onnx_rtf_ratio)
+                      args.target_streaming_rtf, args.target_causal_vs_bidirectional, args.target_onnx_rtf_ratio,
+                      args.target_worst_relative_difference, args.target_wer_rise_with_size)
     report = make_report(args.exp_dir, out_dir, args.decoding_method, args.supernet_dir, args.deploy_dir, args.suffix,
                          targets, args.bidirectional_dir)
     for note in report["notes"]:
