@@ -1,5 +1,5 @@
 # Longer CPU preset of the built-in corpus: TODM against every deployed spec trained alone, on a
-# bigger training set, about 1.4 h on 2 cores (estimated from the costs below).
+# bigger training set: 68 min on 2 cores (fresh clone, measured; the README's results-long block).
 #   ./run.sh --config conf/builtin_long.sh
 # Its data and models stay apart from the default run's (data/long, exp/long); run.sh sources the
 # default preset (conf/builtin.sh) after this file for everything not set here (BPE 64, batches,
@@ -11,8 +11,9 @@ exp_dir=exp/long
 # two runs' WERs compare: the default supernet's valid loss stops falling after ~5 epochs of
 # the 2400 default sentences.
 builtin_args="--num-extra-train 2000 --extra-max-words 12 --extra-top-words 4000"
-# ~715 steps per epoch. Cost per step on 2 cores (default run: 2 processes of 20 s): sandwich
-# 0.46 s, baselines L2 0.125 .. L6 ~0.28 s, ~1.05 s for all five: 4 epochs take ~72 min of training.
+# 765 steps per epoch. Cost per step on 2 cores (2 processes of 20 s): sandwich 0.38 s, baselines
+# L2 0.105 .. L6 0.25 s, 0.86 s for all five: 4 epochs took 63 min of training. The supernet's valid
+# loss still falls in epoch 4 (0.439 -> 0.404): 2.5 h would buy ~8 epochs.
 num_epochs=4
 baseline_subnets=all
 report_args="--target-wer-largest 10 --target-wer-every 15"
