@@ -60,7 +60,7 @@ from lhotse import validate_recordings_and_supervisions
 
 from local.manifest_io import manifest_path, save_manifest_atomically
 from local.text_normalize import normalize_sentence
-from local.tts_voices import VOICES, Voice, probe_voices, synthesize_many
+from local.tts_voices import ESPEAK_VARIANTS, VOICES, Voice, probe_voices, synthesize_many, vary_voice
 from todm.utils import console_logging, str2bool
 
 SPLITS = ("train", "dev", "test")
@@ -129,6 +129,7 @@ def plan_corpus(
     voices: tuple[Voice, ...] = VOICES,
     extra_pool: list[tuple[str, str]] = (),
     num_extra_train: int = 0,
+    vary_train_voices: bool = False,
 ) -> dict[str, list[Utterance]]:
     """Draw disjoint sentences for train/dev/test and give each utterance a voice.
 
@@ -169,7 +170,15 @@ def plan_corpus(
         random.Random(seed).shuffle(extra)
         chosen["train"] = train + extra[:num_extra_train]
 
+    held_out_names = {(v.engine, v.name) for v in unseen}
+    speakers = random.Random(f"{seed}-speakers")
+
     def voice_for(split: str, i: int) -> Voice:
+        if split == "train" and vary_train_voices:
+            voice = vary_voice(seen[i % len(seen)], speakers)
+            while (voice.engine, voice.name) in held_out_names:
+                voice = vary_voice(seen[i % len(seen)], speakers)
+            return voice
         if split == "test":
             return unseen[i // 2 % len(unseen)] if i % 2 == 0 else seen[i // 2 % len(seen)]
         return seen[i % len(seen)]
@@ -241,6 +250,9 @@ def get_parser() -> argparse.ArgumentParser:
                         "stay those of the core corpus (the long preset uses this)")
     parser.add_argument("--extra-max-words", type=int, default=12)
     parser.add_argument("--extra-top-words", type=int, default=4000)
+    parser.add_argument("--vary-train-voices", type=str2bool, default=False,
+                        help="give every training utterance its own speaker: a random espeak-ng variant, "
+                        "pitch and speaking rate around its training voice (dev and test keep the fixed voices)")
     parser.add_argument("--closed-vocabulary", type=str2bool, default=None,
                         help="dev/test sentences only use words of the train sentences "
                         "(default true; false with --tiny, whose train set is too small)")
@@ -272,13 +284,16 @@ def main(argv: list[str] | None = None) -> None:
                      f"({args.min_words}-{args.extra_max_words} words, top {args.extra_top_words} words)")
     try:
         plan = plan_corpus(pool, sizes, args.seed, closed_vocabulary, extra_pool=extra_pool,
-                           num_extra_train=args.num_extra_train)
+                           num_extra_train=args.num_extra_train, vary_train_voices=args.vary_train_voices)
     except ValueError as e:
         raise SystemExit(f"error: {e}")
     held_out = [v.id for v in VOICES if v.held_out]
     logging.info(f"{len(VOICES)} voices; held out from train/dev (test only): {held_out}")
 
-    probe_voices(VOICES, args.num_jobs)
+    probe = VOICES
+    if args.vary_train_voices:  # every variant once, so that one the engine ignores is caught
+        probe += tuple(Voice("espeak-ng", f"en-us+{variant}") for variant in ESPEAK_VARIANTS)
+    probe_voices(probe, args.num_jobs)
     start = time.time()
     all_utts = [u for split in SPLITS for u in plan[split]]
     jobs = {u.id: (u.voice, u.spoken, args.audio_dir / u.split / f"{u.id}.wav") for u in all_utts}

@@ -12,6 +12,7 @@ status 0, and espeak-ng ignores a variant on "en-gb" ("en-gb+f2" sounds exactly 
 
 import hashlib
 import os
+import random
 import shutil
 import subprocess
 import tempfile
@@ -104,6 +105,35 @@ VOICES: tuple[Voice, ...] = (
     Voice("espeak-ng", "en-us-nyc+m2", speed=0.9, pitch=60, held_out=True),
     Voice("flite", "awb", held_out=True),
 )
+
+# espeak-ng variants that make another speaker of an accent (pitch range, formants, breathiness,
+# the klatt synthesisers): the robot, whisper, croak and novelty variants are left out, and so
+# are "Mr", "caleb" and "klatt6", which sound exactly like the plain voice or "klatt" here.
+ESPEAK_VARIANTS: tuple[str, ...] = (
+    "m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "f1", "f2", "f3", "f4", "f5",
+    "klatt", "klatt2", "klatt3", "klatt4", "klatt5", "adam", "Alex", "Alicia", "Andrea", "Andy",
+    "Annie", "aunty", "belinda", "benjamin", "boris", "david", "Denis", "ed", "edward", "edward2",
+    "Gene", "Gene2", "gustave", "iven", "iven2", "iven3", "iven4", "Jacky", "john", "kaukovalta",
+    "Lee", "linda", "max", "Michael", "michel", "Mike", "norbert", "pablo", "paul", "quincy", "rob",
+    "robert", "shelby", "steph", "steph2", "steph3", "Storm", "travis", "victor", "zac", "anika",
+    "grandma", "grandpa",
+)
+# Median F0 (Hz) of the flite voices' own speech, measured: the centre of their pitch draws.
+FLITE_MEAN_F0 = {"kal16": 90, "rms": 100, "slt": 170, "awb": 130}
+
+
+def vary_voice(voice: Voice, rng: random.Random) -> Voice:
+    """A new speaker drawn around ``voice``: a random speaking rate (0.8-1.25x) and pitch, and for
+    espeak-ng a random variant of the same accent (``"en-us+f3"`` -> ``"en-us+klatt4"``).
+
+    Training on many such speakers instead of a few fixed ones is what lets a model hear voices
+    it was not trained on (the held-out test voices): 20 base voices become thousands.
+    """
+    speed = round(rng.uniform(0.8, 1.25), 2)
+    if voice.engine == "espeak-ng":
+        accent = voice.name.split("+")[0]
+        return Voice("espeak-ng", f"{accent}+{rng.choice(ESPEAK_VARIANTS)}", speed, rng.randint(20, 80))
+    return Voice(voice.engine, voice.name, speed, round(FLITE_MEAN_F0[voice.name] * rng.uniform(0.8, 1.25)))
 
 
 def check_wav(path: Path) -> str | None:

@@ -115,3 +115,19 @@ def test_extra_training_sentences_keep_dev_and_test(pool):
     assert max(len(t.split()) for t in extra) > 10  # from the wider pool
     with pytest.raises(ValueError, match="extra pool has only"):
         plan_corpus(pool, sizes, seed=3, extra_pool=wider, num_extra_train=len(wider))
+
+
+def test_varied_training_voices_keep_the_sentences_dev_and_test_and_never_a_held_out_voice(pool):
+    sizes = {"train": 400, "dev": 30, "test": 30}
+    fixed = plan_corpus(pool, sizes, seed=3)
+    varied = plan_corpus(pool, sizes, seed=3, vary_train_voices=True)
+    for split in ("dev", "test"):
+        assert [(u.id, u.text) for u in varied[split]] == [(u.id, u.text) for u in fixed[split]]
+    assert [u.text for u in varied["train"]] == [u.text for u in fixed["train"]]
+    assert len({u.voice.id for u in varied["train"]}) > 390  # ~one speaker per utterance
+    held_out = {(v.engine, v.name) for v in VOICES if v.held_out}
+    assert not {(u.voice.engine, u.voice.name) for u in varied["train"]} & held_out
+    accents = {(v.engine, v.name.split("+")[0]) for v in VOICES if not v.held_out}
+    assert {(u.voice.engine, u.voice.name.split("+")[0]) for u in varied["train"]} == accents
+    assert [u.id for u in plan_corpus(pool, sizes, seed=3, vary_train_voices=True)["train"]] == \
+        [u.id for u in varied["train"]]  # deterministic

@@ -3,6 +3,7 @@
 Needs espeak-ng, flite and sox (tools/setup.sh installs them); skipped without.
 """
 
+import random
 import shutil
 from pathlib import Path
 
@@ -10,7 +11,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from local.tts_voices import PROBE_TEXT, VOICES, Voice, probe_voices, synthesize, synthesize_many
+from local.tts_voices import (ESPEAK_VARIANTS, FLITE_MEAN_F0, PROBE_TEXT, VOICES, Voice, probe_voices, synthesize,
+                              synthesize_many, vary_voice)
 
 pytestmark = pytest.mark.skipif(
     not all(shutil.which(p) for p in ("espeak-ng", "flite", "sox")),
@@ -94,6 +96,28 @@ def test_pitch_settings_and_variants_change_the_pitch(spoken):
     assert f0["flite-slt-r0.85-p200"] == pytest.approx(200, rel=0.1)  # flite's pitch: a target in Hz (default 174)
     assert f0["espeak-en-us-r0.8-p30"] < 0.92 * f0["espeak-en-us"]  # espeak-ng's 30 is below its default 50
     assert f0["espeak-en+f2"] > 1.5 * f0["espeak-en"]  # a female variant of the same voice
+    for name, mean_f0 in FLITE_MEAN_F0.items():  # the centres of vary_voice's pitch draws
+        assert f0[f"flite-{name}"] == pytest.approx(mean_f0, rel=0.1), name
+
+
+def test_every_espeak_variant_is_a_speaker_of_its_own():
+    probe_voices(tuple(Voice("espeak-ng", f"en-us+{v}") for v in ESPEAK_VARIANTS) + (Voice("espeak-ng", "en-us"),),
+                 num_jobs=2)
+
+
+def test_varied_voices_keep_accent_or_flite_voice_and_draw_rate_and_pitch_in_range():
+    rng = random.Random(0)
+    for base in (Voice("espeak-ng", "en-gb-x-rp+m3"), Voice("espeak-ng", "en-us"), Voice("flite", "slt")):
+        drawn = [vary_voice(base, rng) for _ in range(200)]
+        assert all(0.8 <= v.speed <= 1.25 and v.engine == base.engine for v in drawn)
+        assert len({v.id for v in drawn}) > 190  # a new speaker nearly every time
+        if base.engine == "espeak-ng":
+            assert {v.name.split("+")[0] for v in drawn} == {base.name.split("+")[0]}
+            assert {v.name.split("+")[1] for v in drawn} <= set(ESPEAK_VARIANTS)
+            assert all(20 <= v.pitch <= 80 for v in drawn)
+        else:
+            assert {v.name for v in drawn} == {"slt"}
+            assert all(0.8 * 170 - 1 <= v.pitch <= 1.25 * 170 + 1 for v in drawn)
 
 
 def test_probe_catches_a_voice_the_engine_ignores_or_a_failing_one():
