@@ -2,7 +2,7 @@
 
 import pytest
 
-from todm.wer import write_results, write_wer_summary
+from todm.wer import read_recogs, write_results, write_wer_summary
 
 # utt2: B->X substituted, E inserted; utt1: WORLD deleted; utt3 correct; utt4: two adjacent subs.
 RESULTS = [
@@ -82,3 +82,21 @@ def test_bad_input(tmp_path, results, message):
     with pytest.raises(ValueError, match=message):
         write_results(tmp_path, "dev", "k", results)
     assert not any(tmp_path.iterdir())
+
+
+def test_read_recogs_gives_back_what_was_written(tmp_path):
+    write_results(tmp_path, "dev", "k", RESULTS)
+    assert read_recogs(tmp_path / "recogs-dev-k.txt") == sorted(RESULTS)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("u1:\tref=['A']\nu1 hyp=['A']\n", ":2: expected"),
+    ("u1:\tref=['A'\n", ":1: expected"),
+    ("u1:\thyp=['A']\n", "hyp of cut u1 without a ref"),
+    ("u1:\tref=['A']\n", "cut u1 has a ref line but no hyp"),
+])
+def test_read_recogs_names_the_bad_line(tmp_path, text, message):
+    path = tmp_path / "recogs-dev-k.txt"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        read_recogs(path)

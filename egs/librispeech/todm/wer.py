@@ -14,6 +14,7 @@ For one test set and one decoding key (e.g. ``L6-F576-H4_epoch-12_avg-4_use-aver
   ``PER-WORD STATS:`` (``word corr tot_errs count_in_ref count_in_hyp``, most errors first);
 - ``wer-summary-<set>-<key>.txt``: ``settings\\tWER`` then ``<key>\\t<wer>``.
 
+``read_recogs`` reads a ``recogs`` file back into results, e.g. to score a part of a set again.
 ``write_wer_summary`` writes icefall's multi-key summary (keys sorted by ascending WER), which
 ``todm.decode`` uses to list every decoded subnet of a set in one file.
 
@@ -21,6 +22,7 @@ The layout is icefall's (``icefall/utils.py``: ``store_transcripts``, ``write_er
 so tools that read icefall results read these too. All files are written atomically.
 """
 
+import ast
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
@@ -190,3 +192,28 @@ def write_results(res_dir: Path | str, test_set: str, key: str, results: Sequenc
     logging.info(f"[{test_set}] {key}: %WER {stats.wer:.2f} [{stats.errors} / {stats.ref_words}, "
                  f"{out['ins']} ins, {out['del']} del, {out['sub']} sub]")
     return out
+
+
+def read_recogs(path: Path | str) -> list[Result]:
+    """The (cut_id, ref, hyp) results of a ``recogs-<set>-<key>.txt`` file (``write_results``'s layout)."""
+    path = Path(path)
+    refs: dict[str, list[str]] = {}
+    results = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        cut_id, sep, value = line.partition(":\t")
+        side, _, words = value.partition("=")
+        try:
+            parsed = ast.literal_eval(words) if sep and side in ("ref", "hyp") else None
+        except (ValueError, SyntaxError):
+            parsed = None
+        if not isinstance(parsed, list):
+            raise ValueError(f"{path}:{n}: expected '<cut_id>:\\tref=[...]' or '...hyp=[...]', got {line!r}")
+        if side == "ref":
+            refs[cut_id] = parsed
+        elif cut_id not in refs:
+            raise ValueError(f"{path}:{n}: hyp of cut {cut_id} without a ref line before it")
+        else:
+            results.append((cut_id, refs.pop(cut_id), parsed))
+    if refs:
+        raise ValueError(f"{path}: cut {next(iter(refs))} has a ref line but no hyp line")
+    return results
