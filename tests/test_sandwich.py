@@ -8,7 +8,7 @@ from todm.adaptive_dropout import DropoutRule
 from todm.cost import count_parameters
 from todm.loss_backend import get_loss_backend
 from todm.model import build_model
-from todm.sandwich import SandwichConfig, sample_sandwich, sandwich_step
+from todm.sandwich import SandwichConfig, random_subnet_pool, sample_sandwich, sandwich_step
 from todm.subnet import SearchSpace, SubnetSpec
 from todm.transducer_loss import loss_scales
 
@@ -224,3 +224,18 @@ def test_a_step_reads_the_device_once_besides_the_loss_functions(monkeypatch):
     assert set(reads) <= set(backend.calls)
     for name, count in reads.items():
         assert count <= allowed[name] * backend.calls[name], (name, count, backend.calls[name])
+
+
+def test_random_subnets_from_the_deployable_specs():
+    space = SearchSpace(layers=(1, 2, 3, 4), ffn_dims=(16, 32, 48, 64), heads=(1, 2, 3, 4))
+    pool = random_subnet_pool(space, "deployable")
+    assert pool == [s for s in space.deployable() if s not in (space.smallest(), space.largest())]
+    assert len(pool) == 3
+    rng = random.Random(0)
+    drawn = {spec for _ in range(200) for kind, spec in sample_sandwich(space, rng, 2, pool) if kind == "random"}
+    assert drawn == set(pool)  # every deployable middle spec, nothing else
+    assert random_subnet_pool(space, "space") is None
+    tiny = SearchSpace(layers=(1, 2), ffn_dims=(16,), heads=(1,))  # no spec between the ends: the whole space
+    assert random_subnet_pool(tiny, "deployable") is None
+    with pytest.raises(ValueError, match="unknown source 'middle'"):
+        random_subnet_pool(space, "middle")

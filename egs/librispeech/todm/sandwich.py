@@ -38,6 +38,7 @@ from todm.transducer_loss import NonFiniteError, TransducerOutput, loss_scales, 
 @dataclass(frozen=True)
 class SandwichConfig:
     num_random_subnets: int = 2
+    random_subnets: str = "space"  # draw them from the whole space or the deployable specs (random_subnet_pool)
     kd: bool = True  # in-place alpha-divergence distillation from the largest subnet
     kd_weight: float = 1.0
     kd_warmup_batches: int = 0  # the KD weight ramps linearly from 0 over these first batches
@@ -53,13 +54,37 @@ class SandwichConfig:
     ctc_loss_scale: float = 0.2  # weight of the auxiliary CTC loss (models built with use_ctc)
 
 
-def sample_sandwich(space: SearchSpace, rng: random.Random, num_random: int) -> list[tuple[str, SubnetSpec]]:
-    """[("largest", L), ("random", r1), ..., ("smallest", S)]; just the largest if the space has one spec."""
+RANDOM_SUBNET_SOURCES = ("space", "deployable")
+
+
+def random_subnet_pool(space: SearchSpace, source: str) -> list[SubnetSpec] | None:
+    """What the sandwich's random subnets are drawn from: None for the whole search space.
+
+    ``"deployable"``: the deployable specs between the smallest and the largest (those two are
+    trained at every step anyway), the ones ``run.sh`` decodes and exports. In a space of 80
+    subnets each of them is otherwise drawn once in 80 random picks and learns only through
+    its neighbours' shared weights; the price is that the subnets in between get fewer updates.
+    """
+    if source not in RANDOM_SUBNET_SOURCES:
+        raise ValueError(f"random subnets: unknown source {source!r} (choose from {', '.join(RANDOM_SUBNET_SOURCES)})")
+    if source == "space":
+        return None
+    ends = {space.smallest(), space.largest()}
+    middle = [spec for spec in space.deployable() if spec not in ends]
+    return middle or None
+
+
+def sample_sandwich(space: SearchSpace, rng: random.Random, num_random: int,
+                    pool: list[SubnetSpec] | None = None) -> list[tuple[str, SubnetSpec]]:
+    """[("largest", L), ("random", r1), ..., ("smallest", S)]; just the largest if the space has one spec.
+
+    The random subnets are drawn uniformly from ``pool`` when given, else from the whole space.
+    """
     largest, smallest = space.largest(), space.smallest()
     if largest == smallest:
         return [("largest", largest)]
-    return ([("largest", largest)] + [("random", space.sample(rng)) for _ in range(num_random)]
-            + [("smallest", smallest)])
+    randoms = [rng.choice(pool) if pool else space.sample(rng) for _ in range(num_random)]
+    return [("largest", largest)] + [("random", r) for r in randoms] + [("smallest", smallest)]
 
 
 class _Clock:

@@ -37,7 +37,7 @@ from todm.loss_backend import LOSS_BACKENDS, get_loss_backend
 from todm.model import Transducer, build_model
 from todm.model_config import add_model_arguments, config_from_args
 from todm.optimizer_setup import make_optimizer
-from todm.sandwich import SandwichConfig, sample_sandwich, sandwich_step
+from todm.sandwich import SandwichConfig, random_subnet_pool, sample_sandwich, sandwich_step
 from todm.subnet import SearchSpace, SubnetSpec
 from todm.training_setup import add_training_arguments, cpu_threads, sandwich_config_from_args
 from todm.transducer_loss import transducer_forward
@@ -103,6 +103,9 @@ def main() -> None:
     model.to(device)
     loss_api = get_loss_backend(args.loss_backend)
     cfg = sandwich_config_from_args(args)
+    pool = random_subnet_pool(space, cfg.random_subnets)
+    if pool:
+        logging.info(f"random subnets drawn from {', '.join(map(str, pool))}")
     dropout_rule = DropoutRule(config.dropout, args.dropout_gamma, args.adaptive_dropout)
     optimizer, scheduler = make_optimizer(model, args)
     scaler = torch.amp.GradScaler(device.type, enabled=args.use_fp16, init_scale=1.0)
@@ -169,7 +172,7 @@ def main() -> None:
             state["batches_in_epoch"] += 1
             b = state["batch_idx_train"]
             scheduler.step_batch(b)
-            subnets = sample_sandwich(space, subnet_rng, cfg.num_random_subnets)
+            subnets = sample_sandwich(space, subnet_rng, cfg.num_random_subnets, pool)
             res = sandwich_step(model, loss_api, (x, x_lens, y), subnets, cfg, dropout_rule, num_params,
                                 b, scaler if args.use_fp16 else None, autocast_dtype)
             if all_reduce_sum(0.0 if res.finite else 1.0, info, device) > 0:

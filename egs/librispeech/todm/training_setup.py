@@ -7,7 +7,7 @@ import argparse
 import os
 from pathlib import Path
 
-from todm.sandwich import SandwichConfig
+from todm.sandwich import RANDOM_SUBNET_SOURCES, SandwichConfig
 from todm.utils import DEFAULT_BPE_MODEL, str2bool
 
 
@@ -54,6 +54,9 @@ def add_training_arguments(parser: argparse.ArgumentParser, loss_backends: tuple
     g.add_argument("--subnet", type=str, default="",
                    help="train only this architecture (e.g. L4-F288-H2): an individually trained baseline")
     g.add_argument("--num-random-subnets", type=int, default=2, help="random subnets per step (sandwich)")
+    g.add_argument("--random-subnets", choices=RANDOM_SUBNET_SOURCES, default="space",
+                   help="draw the random subnets from the whole search space, or from the deployable specs "
+                        "between the smallest and the largest (those run.sh decodes and exports)")
     g.add_argument("--kd", type=str2bool, default=True, help="in-place alpha-divergence KD")
     g.add_argument("--kd-weight", type=float, default=1.0)
     g.add_argument("--kd-warmup-batches", type=int, default=0,
@@ -83,7 +86,7 @@ def sandwich_config_from_args(args: argparse.Namespace) -> SandwichConfig:
     if args.num_random_subnets < 0:
         raise ValueError(f"--num-random-subnets must be >= 0, got {args.num_random_subnets}")
     return SandwichConfig(
-        num_random_subnets=args.num_random_subnets, kd=args.kd, kd_weight=args.kd_weight,
+        num_random_subnets=args.num_random_subnets, random_subnets=args.random_subnets, kd=args.kd, kd_weight=args.kd_weight,
         kd_warmup_batches=args.kd_warmup_batches,
         student_gt_loss=args.student_gt_loss, alpha_min=args.alpha_min, alpha_max=args.alpha_max,
         iw_clip=args.iw_clip, prune_range=args.prune_range, lm_scale=args.lm_scale, am_scale=args.am_scale,
