@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 PRESET_VARIABLES = ("train_parts", "dev_parts", "test_parts", "vocab_size", "num_epochs", "max_duration", "avg",
-                    "perturb_speed", "data_dir", "world_size")
+                    "perturb_speed", "data_dir", "world_size", "train_args")
 BUILTIN_PRESET = Path(__file__).resolve().parents[1] / "conf" / "builtin.sh"
 
 
@@ -103,7 +103,8 @@ def train_command(args: argparse.Namespace, preset: dict[str, str], exp_dir: Pat
                "--seed", str(args.seed), "--auto-resume", "true", "--exp-dir", str(exp_dir), "--tensorboard", "false",
                *(["--num-threads", str(args.num_threads)] if args.num_threads else []),
                *(["--subnet", spec] if spec else []),
-               *preset["preset_train_args"].split(), *shlex.split(args.train_args)]
+               *preset["preset_train_args"].split(), *shlex.split(preset["train_args"]),
+               *shlex.split(args.train_args)]
     return command
 
 
