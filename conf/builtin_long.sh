@@ -1,5 +1,5 @@
 # Longer CPU preset of the built-in corpus: TODM against every deployed spec trained alone, on a
-# bigger training set: ~101 min on 2 cores (measured: the README's results-long block).
+# bigger training set: 99 min on 2 cores plus setup (measured; the README's results-long block).
 #   ./run.sh --config conf/builtin_long.sh
 # Its data and models stay apart from the default run's (data/long, exp/long); run.sh sources the
 # default preset (conf/builtin.sh) after this file for everything not set here (BPE 64, batches,
