@@ -17,10 +17,5 @@ builtin_args="--num-extra-train 2000 --extra-max-words 12 --extra-top-words 4000
 # 742 steps per epoch, 7 epochs: supernet 30 min, the five baselines 67 min with their decoding.
 # The supernet's valid loss stops falling after epoch 5-6 (largest 0.371 / 0.374 after epochs 6 / 7).
 num_epochs=7
-# The random subnet of each step is one of the three deployed specs between the smallest and the
-# largest, not one of the space's 80: drawn from the whole space, those three trailed their
-# baselines by 6-13% on test after 7 epochs (median +10.4%); drawn among them, median -1.5%
-# (README, results-long). A --train-args on the command line replaces this line: keep the flag in yours.
-train_args="--random-subnets deployable"
 baseline_subnets=all
 report_args="--target-wer-largest 10 --target-wer-every 15"
