@@ -35,8 +35,9 @@ def group_of_ids(manifest_path: Path, group_by: str) -> dict[str, str]:
     """Cut and supervision id -> the value of ``group_by`` of its (first) supervision, as text."""
     manifest = load_manifest(manifest_path)
     if isinstance(manifest, CutSet):
-        pairs = [(cut.id, sup) for cut in manifest for sup in cut.supervisions[:1]]
-        pairs += [(sup.id, sup) for cut in manifest for sup in cut.supervisions]
+        pairs = []
+        for cut in manifest:
+            pairs += [(cut.id, sup) for sup in cut.supervisions[:1]] + [(sup.id, sup) for sup in cut.supervisions]
     elif isinstance(manifest, SupervisionSet):
         pairs = [(sup.id, sup) for sup in manifest]
     else:

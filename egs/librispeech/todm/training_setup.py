@@ -86,8 +86,8 @@ def sandwich_config_from_args(args: argparse.Namespace) -> SandwichConfig:
     if args.num_random_subnets < 0:
         raise ValueError(f"--num-random-subnets must be >= 0, got {args.num_random_subnets}")
     return SandwichConfig(
-        num_random_subnets=args.num_random_subnets, random_subnets=args.random_subnets, kd=args.kd, kd_weight=args.kd_weight,
-        kd_warmup_batches=args.kd_warmup_batches,
+        num_random_subnets=args.num_random_subnets, random_subnets=args.random_subnets,
+        kd=args.kd, kd_weight=args.kd_weight, kd_warmup_batches=args.kd_warmup_batches,
         student_gt_loss=args.student_gt_loss, alpha_min=args.alpha_min, alpha_max=args.alpha_max,
         iw_clip=args.iw_clip, prune_range=args.prune_range, lm_scale=args.lm_scale, am_scale=args.am_scale,
         simple_loss_scale=args.simple_loss_scale, warm_step=args.warm_step, ctc_loss_scale=args.ctc_loss_scale)
