@@ -48,10 +48,14 @@ dry_run=false           # stages 3 and 5 print each todm.train command and the m
 avg=                    # checkpoints averaged for decoding/export; default per corpus
 use_averaged_model=true
 subnets=""              # specs to decode/deploy, e.g. "L6-F576-H4 L2-F144-H1"; default: the deployable ones
-decoding_methods=       # stages 4-5; default per preset (builtin: greedy_search; else also modified_beam_search)
+decoding_methods=       # stages 4-5; default per preset (builtin: greedy_search and the token LM; else also modified_beam_search)
 sherpa_methods="greedy_search"  # stage 6 sherpa-onnx check of the exports (add modified_beam_search if you like)
 streaming_chunk=8       # encoder frames (40 ms each) per chunk of the online models (--causal true)
-beam_size=4
+beam_size=              # hypotheses of the beam searches (and sherpa-onnx's max active paths); default per preset (4)
+lm_order=8              # token n-gram LM (stage 2, when a decoding method uses it) for the LM method:
+lm_scale=0.5            #   --decoding-methods "... modified_beam_search_lm_shallow_fusion"; its weight, and its
+lm_blank_penalty=2.0    #   --blank-penalty, which pays back the LM's cost of every token (else: deletions)
+report_method=          # whose WERs the report tabulates and checks; default per preset (else greedy_search)
 decode_args=""          # extra flags for todm.decode
 report_args=""          # extra flags for todm.report (its targets: --target-wer-largest 10 ...); presets set them
 
@@ -92,7 +96,8 @@ case "$corpus" in
     fi ;;
 esac
 : "${num_epochs:=12}" "${max_duration:=200}" "${perturb_speed:=false}" "${baseline_subnets:=all}" "${world_size:=1}"
-: "${decoding_methods:=greedy_search modified_beam_search}"
+: "${decoding_methods:=greedy_search modified_beam_search}" "${report_method:=greedy_search}" "${beam_size:=4}"
+lm_method=modified_beam_search_lm_shallow_fusion
 : "${avg:=$(( num_epochs > 4 ? 4 : num_epochs - 1 ))}"
 lang_dir=$data_dir/lang_bpe_${vocab_size}
 
@@ -130,6 +135,13 @@ if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
   log "Stage 2: BPE ($vocab_size) -> $lang_dir"
   python local/train_bpe.py --lang-dir "$lang_dir" --vocab-size "$vocab_size" \
     --cuts "$data_dir/fbank/${corpus}_cuts_train.jsonl.gz"
+  case " $decoding_methods " in
+    *" $lm_method "*)
+      log "Stage 2: token $lm_order-gram LM of the training transcripts -> $lang_dir"
+      supervisions=()
+      for part in $train_parts; do supervisions+=("$data_dir/manifests/${corpus}_supervisions_${part}.jsonl.gz"); done
+      python local/train_token_lm.py --lang-dir "$lang_dir" --order "$lm_order" --supervisions "${supervisions[@]}" ;;
+  esac
 fi
 
 # Launches todm.train: one process, or torchrun with world_size processes per node.
@@ -164,13 +176,16 @@ decode() {
   for method in $decoding_methods; do
     # One utterance at a time (RTF comparable with stage 6's sherpa-onnx) for the methods stage 6
     # also runs; whole batches (several times faster on a CPU) for the others.
-    local one_at_a_time=false
+    local one_at_a_time=false method_args=()
     case " $sherpa_methods " in *" $method "*) one_at_a_time=true ;; esac
+    if [ "$method" = "$lm_method" ]; then
+      method_args=(--lm "$lang_dir/token_lm_${lm_order}gram.arpa" --lm-scale "$lm_scale" --blank-penalty "$lm_blank_penalty")
+    fi
     # shellcheck disable=SC2086
     python -m todm.decode --exp-dir "$dir" --epoch "$num_epochs" --avg "$avg" --one-at-a-time "$one_at_a_time" \
       --use-averaged-model "$use_averaged_model" --bpe-model "$lang_dir/bpe.model" \
       --manifest-dir "$data_dir/fbank" --corpus "$corpus" --test-sets "$test_parts" \
-      --decoding-method "$method" --beam-size "$beam_size" ${subnets:+--subnets "$subnets"} $decode_args
+      --decoding-method "$method" --beam-size "$beam_size" ${subnets:+--subnets "$subnets"} "${method_args[@]}" $decode_args
   done
 }
 
@@ -214,5 +229,6 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
       --streaming "$streaming" ${subnets:+--subnets "$subnets"}
   done
   # shellcheck disable=SC2086
-  python -m todm.report --exp-dir "$exp_dir" $report_args
+  python -m todm.report --exp-dir "$exp_dir" --decoding-method "$report_method" \
+    --onnx-method "${sherpa_methods%% *}" $report_args
 fi

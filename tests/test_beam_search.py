@@ -187,3 +187,56 @@ def test_beam_result_is_length_normalised():
     enc = _frames([0.5, 0.4, 1e-12, 0.1])
     assert modified_beam_search(_stub_model(), enc, torch.tensor([1]), beam=2) == [[1]]
     assert modified_beam_search(_stub_model(), enc, torch.tensor([1]), beam=1) == [[]]
+
+
+class _TableLm:
+    """A token LM stub: next-token log-probabilities and </s> scores by history."""
+
+    def __init__(self, next_scores: dict[tuple, list[float]], eos: dict[tuple, float] | None = None, vocab: int = 4):
+        self.next_scores, self.eos, self.vocab = next_scores, eos or {}, vocab
+
+    def log_probs(self, history) -> torch.Tensor:
+        return torch.tensor(self.next_scores.get(tuple(history), [0.0] * self.vocab), dtype=torch.float64)
+
+    def eos_log_prob(self, history) -> float:
+        return self.eos.get(tuple(history), 0.0)
+
+
+@torch.no_grad()
+def test_shallow_fusion_lm_overrules_a_close_acoustic_choice():
+    """One frame, P(a)=.45 > P(b)=.40: the acoustics say 'a', an LM that has only seen 'b' says 'b'."""
+    enc = _frames([0.15, 0.45, 1e-12, 0.40])
+    lm = _TableLm({(): [0.0, math.log(0.1), 0.0, math.log(0.9)]})
+    lens = torch.tensor([1])
+    assert modified_beam_search(_stub_model(), enc, lens, beam=4) == [[1]]
+    assert modified_beam_search(_stub_model(), enc, lens, beam=4, lm=lm, lm_scale=1.0) == [[3]]
+    assert modified_beam_search(_stub_model(), enc, lens, beam=4, lm=lm, lm_scale=0.01) == [[1]]
+
+
+@torch.no_grad()
+def test_shallow_fusion_scores_the_end_of_the_sentence():
+    """The length-normalised search prefers 'a' over the empty output (see above) unless the LM
+    says a sentence cannot end after 'a'."""
+    enc = _frames([0.5, 0.4, 1e-12, 0.1])
+    lens = torch.tensor([1])
+    lm = _TableLm({}, eos={(1,): math.log(1e-6)})
+    assert modified_beam_search(_stub_model(), enc, lens, beam=2, lm=lm, lm_scale=0.0) == [[1]]
+    assert modified_beam_search(_stub_model(), enc, lens, beam=2, lm=lm, lm_scale=1.0) == [[]]
+
+
+@torch.no_grad()
+def test_a_neutral_lm_changes_nothing():
+    model = random_model()
+    enc, lens = random_encoder_out([9, 4, 7])
+    lm = _TableLm({}, vocab=20)
+    assert modified_beam_search(model, enc, lens, beam=3, lm=lm, lm_scale=1.0) == modified_beam_search(
+        model, enc, lens, beam=3)
+
+
+@torch.no_grad()
+def test_blank_penalty_trades_blanks_for_tokens():
+    """P(blank)=.6, P(a)=.4: blank wins; a penalty of 1 on the blank logit makes it .6/e = .22 < .4."""
+    enc = _frames([0.6, 0.4, 1e-12, 1e-12])
+    lens = torch.tensor([1])
+    assert modified_beam_search(_stub_model(), enc, lens, beam=1) == [[]]
+    assert modified_beam_search(_stub_model(), enc, lens, beam=1, blank_penalty=1.0) == [[1]]

@@ -14,6 +14,7 @@ from lhotse.features.io import NumpyFilesWriter
 
 from conftest import tiny_config
 from local.train_bpe import train_sentencepiece
+from local.train_token_lm import main as train_token_lm
 from todm import decode
 from todm.beam_search import greedy_search_batch
 from todm.checkpoint import save_checkpoint
@@ -165,9 +166,9 @@ def test_rtf_is_timed_one_utterance_at_a_time_and_batches_decode_the_same(tiny, 
     argv[1] = str(exp)
     sizes, decode_batch = [], decode.decode_batch
 
-    def counting(model, x, *args):
+    def counting(model, x, *args, **kwargs):
         sizes.append(x.size(0))
-        return decode_batch(model, x, *args)
+        return decode_batch(model, x, *args, **kwargs)
 
     monkeypatch.setattr(decode, "decode_batch", counting)
     recogs = {}
@@ -189,6 +190,25 @@ def test_modified_beam_search_keys(tiny):
     assert results[0]["key"] == key and results[0]["beam_size"] == 2
     assert (res_dir / f"errs-dev-{key}.txt").is_file() and (res_dir / f"results-{key}.json").is_file()
     assert (res_dir / f"summary_{SUFFIX}_beam-size-2.json").is_file()
+
+
+def test_lm_shallow_fusion_keys_and_errors(tiny):
+    lm = tiny["root"] / "lang" / "token_lm_3gram.arpa"
+    if not lm.is_file():
+        train_token_lm(["--lang-dir", str(lm.parent), "--order", "3", "--text", str(lm.parent / "text")])
+    method = "modified_beam_search_lm_shallow_fusion"
+    argv = base_argv(tiny) + ["--decoding-method", method, "--beam-size", "2", "--subnets", "L1-F16-H1",
+                              "--test-sets", "dev"]
+    results = decode.main(argv + ["--lm", str(lm), "--lm-scale", "0.3", "--blank-penalty", "1.5"])
+    key = f"L1-F16-H1_{SUFFIX}_beam-size-2_lm-scale-0.3_blank-penalty-1.5"
+    assert results[0]["key"] == key and results[0]["lm"] == str(lm) and results[0]["lm_scale"] == 0.3
+    assert (tiny["exp_dir"] / method / f"results-{key}.json").is_file()
+    with pytest.raises(ValueError, match="needs --lm"):
+        decode.main(argv)
+    with pytest.raises(FileNotFoundError, match="train_token_lm.py"):
+        decode.main(argv + ["--lm", str(lm.with_name("missing.arpa"))])
+    with pytest.raises(ValueError, match="not greedy_search"):
+        decode.main(base_argv(tiny) + ["--blank-penalty", "1"])
 
 
 @pytest.mark.parametrize("extra, error, message", [

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from todm.baseline_cost import estimate_costs, training_cost
-from todm.report import make_report, relative_difference
+from todm.report import Targets, make_report, relative_difference
 
 METHOD = "greedy_search"
 
@@ -122,6 +122,29 @@ def test_onnx_gap_over_tolerance_is_flagged(tmp_path):
     path.write_text(json.dumps(onnx))
     report = make_report(exp, tmp_path / "out", METHOD)
     assert any("differs from PyTorch by +1.00" in n for n in report["notes"])
+
+
+def test_wers_of_one_method_beside_the_deployment_columns_of_another(tmp_path):
+    """The LM decode has no ONNX counterpart: its WERs are tabulated and checked, while the ONNX
+    columns, RTF and the sherpa-onnx-vs-PyTorch gap come from the greedy decode."""
+    exp = tmp_path / "exp"
+    _full_experiment(exp)
+    lm_method = "modified_beam_search_lm_shallow_fusion"
+    for spec, params, test in (("L2-F8-H1", 1000, 7.0), ("L4-F16-H2", 3000, 6.0)):
+        result = {**_decode_result(spec, params, 5.0, test), "rtf": 0.5}
+        _write(exp / "supernet" / lm_method / f"results-{spec}_epoch-2_avg-1.json", result)
+    _write(exp / "baseline-L2-F8-H1" / lm_method / "results-L2-F8-H1_epoch-2_avg-1.json",
+           _decode_result("L2-F8-H1", 1000, 6.0, 8.0))
+    report = make_report(exp, exp / "report", lm_method, onnx_method=METHOD,
+                         targets=Targets(wer_largest=6.5))
+    markdown = (exp / "report" / "report.md").read_text()
+    assert markdown.startswith(f"# TODM report ({lm_method}; ONNX and RTF columns: {METHOD})")
+    small = _table(markdown)["L2-F8-H1"]
+    assert small["WER test TODM"] == "7.00" and small["WER test baseline"] == "8.00"
+    assert small["ONNX WER test fp32"] == "12.25" and small["RTF PyTorch"] == "0.0500"
+    assert report["rows"][0]["onnx_minus_pytorch"]["test"] == 0.25  # against greedy's 12.0, not 7.0
+    assert report["onnx_method"] == METHOD and report["targets"][0]["value"] == 6.0
+    assert report["targets"][0]["met"] is True
 
 
 def test_nothing_yet_gives_dashes_and_stage_notes(tmp_path):

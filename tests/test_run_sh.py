@@ -22,15 +22,17 @@ from todm.model_config import TransducerConfig
 from todm.subnet import SearchSpace, SubnetSpec
 
 SETS = ("dev", "test")  # the tiny built-in corpus decodes both
+LM_METHOD = "modified_beam_search_lm_shallow_fusion"  # the built-in preset's report tabulates its WERs
+METHODS = ("greedy_search", "modified_beam_search", LM_METHOD)
 
 
 @pytest.fixture(scope="module")
 def finished(tiny_recipe, tmp_path_factory):
     recipe = tmp_path_factory.mktemp("smoke") / "recipe"
     shutil.copytree(tiny_recipe, recipe, symlinks=True)
-    # both searches (the built-in preset decodes greedy only): the smoke run checks each
+    # every search (the built-in preset decodes greedy and with the LM): the smoke run checks each
     r = run_recipe(recipe, "--stage", "0", "--stop-stage", "6", "--tiny", "true",
-                   "--decoding-methods", "greedy_search modified_beam_search")
+                   "--decoding-methods", " ".join(METHODS))
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
     return recipe, r.stdout + r.stderr
 
@@ -53,7 +55,9 @@ def test_every_stage_leaves_its_outputs(finished):
     recipe, log = finished
     exp = recipe / "exp"
     specs = sorted(_results(exp / "supernet" / "greedy_search"))
-    assert len(specs) >= 4 and list((exp / "supernet" / "modified_beam_search").glob("results-*.json"))
+    for method in METHODS[1:]:
+        assert sorted(_results(exp / "supernet" / method)) == specs
+    assert (recipe / "data" / "lang_bpe_64" / "token_lm_8gram.arpa").is_file() and len(specs) >= 4
     baselines = sorted(p.name[len("baseline-"):] for p in exp.glob("baseline-*"))
     deployed = [str(s) for s in _config(exp / "supernet" / "epoch-2.pt")[0].search_space.deployable()]
     assert baselines == sorted([deployed[0], deployed[-1]])  # the built-in preset's "ends": smallest, largest
@@ -96,7 +100,7 @@ def _wer(pairs) -> float:
     return 100 * sum(edit_distance(r, h)["total"] for r, h in pairs) / sum(len(r) for r, _ in pairs)
 
 
-@pytest.mark.parametrize("method", ["greedy_search", "modified_beam_search"])
+@pytest.mark.parametrize("method", METHODS)
 def test_wers_are_those_of_the_recognitions_of_every_utterance(finished, method):
     recipe = finished[0]
     for spec, result in _results(recipe / "exp" / "supernet" / method).items():
@@ -110,9 +114,10 @@ def test_wers_are_those_of_the_recognitions_of_every_utterance(finished, method)
 def test_deployed_models_decode_like_pytorch_and_the_report_says_so(finished):
     exp = finished[0] / "exp"
     todm, baselines = _results(exp / "supernet" / "greedy_search"), {}
+    with_lm = _results(exp / "supernet" / LM_METHOD)
     for spec in todm:
         if (exp / f"baseline-{spec}").is_dir():
-            baselines.update(_results(exp / f"baseline-{spec}" / "greedy_search"))
+            baselines.update(_results(exp / f"baseline-{spec}" / LM_METHOD))
         onnx = _json(exp / "deploy" / spec / "onnx_results.json")
         export = _json(exp / "deploy" / spec / "export.json")
         assert max(export["onnx_check_fp32"].values()) < 1e-3 and onnx["params"] == todm[spec]["params"]
@@ -121,8 +126,9 @@ def test_deployed_models_decode_like_pytorch_and_the_report_says_so(finished):
     rows = {row["spec"]: row for row in _json(exp / "report" / "report.json")["rows"]}
     report = (exp / "report" / "report.md").read_text()
     assert set(rows) == set(todm)
+    assert report.startswith(f"# TODM report ({LM_METHOD}; ONNX and RTF columns: greedy_search)")
     for spec, row in rows.items():
-        assert row["wer"] == todm[spec]["wer"]
+        assert row["wer"] == with_lm[spec]["wer"] and row["rtf_pytorch"] == todm[spec]["rtf"]
         if spec not in baselines:
             assert set(row["baseline_wer"].values()) == {None} and f"| {spec} | {row['params']:,} |" in report
             continue

@@ -20,9 +20,13 @@ input projections are applied once per frame / per new context, not once per joi
 """
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from todm.token_lm import TokenNgramLm
 
 UNK_ID = 2  # icefall/sherpa-onnx: <blk>=0, <sos/eos>=1, <unk>=2
 
@@ -123,6 +127,9 @@ def modified_beam_search(
     encoder_out_lens: torch.Tensor,
     beam: int = 4,
     unk_id: int = UNK_ID,
+    lm: "TokenNgramLm | None" = None,
+    lm_scale: float = 0.0,
+    blank_penalty: float = 0.0,
 ) -> list[list[int]]:
     """Modified beam search (icefall): one symbol at most per frame, ``beam`` hypotheses kept.
 
@@ -133,6 +140,10 @@ def modified_beam_search(
     (logaddexp), since they are different alignments of the same output. The result is the
     hypothesis with the best log-probability divided by its length (context included, as
     icefall's ``get_most_probable(length_norm=True)``).
+
+    With a token language model ``lm`` (shallow fusion, :mod:`todm.token_lm`), each non-blank
+    token also scores ``lm_scale * lm.log_probs(hypothesis)[token]`` and each final hypothesis
+    ``lm_scale * lm.eos_log_prob(hypothesis)``.
 
     All hypotheses of all utterances still running at frame t go through the decoder and joiner
     as one batch; the per-utterance top-k runs on a [utterances, beam * V] score matrix in which
@@ -160,8 +171,12 @@ def modified_beam_search(
                                 dtype=torch.int64, device=device)
         utt = torch.tensor([b for _, b, _, _ in flat], device=device)
         logits = model.joiner(encoder_proj[utt, t], _decoder_proj(model, contexts), project_input=False)
+        if blank_penalty:
+            logits[:, blank_id] -= blank_penalty
         scores = logits.float().log_softmax(dim=-1)  # [H, V]
         scores += torch.tensor([score for *_, score in flat], device=device).unsqueeze(1)
+        if lm is not None:
+            scores += lm_scale * torch.stack([lm.log_probs(tokens) for _, _, tokens, _ in flat]).to(device)
 
         vocab_size = scores.size(1)
         padded = scores.new_full((len(active), beam, vocab_size), -math.inf)
@@ -183,4 +198,9 @@ def modified_beam_search(
                 new[tokens] = _log_add(new[tokens], score) if tokens in new else score
             beams[b] = new
 
-    return [list(max(hyps.items(), key=lambda kv: kv[1] / (context_size + len(kv[0])))[0]) for hyps in beams]
+    def final_score(tokens: tuple[int, ...], score: float) -> float:
+        if lm is not None:
+            score += lm_scale * lm.eos_log_prob(tokens)
+        return score / (context_size + len(tokens))
+
+    return [list(max(hyps.items(), key=lambda kv: final_score(*kv))[0]) for hyps in beams]

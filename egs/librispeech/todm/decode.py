@@ -5,22 +5,27 @@
         --bpe-model data/lang_bpe_64/bpe.model --manifest-dir data/fbank --corpus builtin \\
         --decoding-method greedy_search --subnets "L6-F576-H4 L2-F144-H1" --test-sets "dev test"
 
+``--decoding-method modified_beam_search_lm_shallow_fusion --lm data/lang_bpe_64/token_lm_8gram.arpa
+--lm-scale 0.5 --blank-penalty 2.0 --beam-size 8`` adds a token n-gram of the training transcripts
+to the beam search (:mod:`todm.token_lm`, trained by ``local/train_token_lm.py``).
+
 The weights are chosen as in icefall (``--epoch/--iter/--avg/--use-averaged-model``); the model
 is rebuilt from the ``model_config`` stored in the checkpoint, so no model flags are needed.
 Each subnet is cut out of the supernet with ``model.extract(spec)`` (a standalone, smaller
 model, exactly what stage 6 deploys) and decodes every test set. Outputs under
-``<exp-dir>/<decoding-method>/``, with ``key = <spec>_<suffix>[_beam-size-K]`` and ``suffix`` like
-``epoch-12_avg-4_use-averaged-model``:
+``<exp-dir>/<decoding-method>/``, with ``key = <spec>_<suffix><tag>``, ``suffix`` like
+``epoch-12_avg-4_use-averaged-model`` and ``tag`` empty for greedy search, else
+``_beam-size-K[_lm-scale-S][_blank-penalty-P]``:
 
 - icefall's ``recogs-<set>-<key>.txt``, ``errs-<set>-<key>.txt``, ``wer-summary-<set>-<key>.txt``
-  and ``wer-summary-<set>-<suffix>[_beam-size-K].txt`` (every decoded subnet, best first);
+  and ``wer-summary-<set>-<suffix><tag>.txt`` (every decoded subnet, best first);
 - ``results-<key>.json``: spec, params, macs_per_second, wer {set: %}, per-set errors, rtf
   (decode seconds / audio seconds over all sets; encoder + search, features already computed),
   decode_seconds, audio_seconds, method, suffix, device, num_threads, one_at_a_time, clock
   (``time.process_time`` or ``time.perf_counter``, see ``rtf_clock``);
-- ``summary_<suffix>[_beam-size-K].json``: the list of those results (merged with earlier runs
+- ``summary_<suffix><tag>.json``: the list of those results (merged with earlier runs
   of other specs), smallest model first;
-- ``log-decode-<suffix>[_beam-size-K]-<date>``.
+- ``log-decode-<suffix><tag>-<date>``.
 
 RTF is measured with ``--num-threads`` torch threads (default 1, the on-device setting) after
 one untimed warm-up call, one utterance at a time (``--one-at-a-time``, default true), and on one
@@ -51,10 +56,20 @@ from todm.model import Transducer, build_model
 from todm.model_config import TransducerConfig
 from todm.subnet import SubnetSpec
 from todm.subsampling import MIN_INPUT_FRAMES
+from todm.token_lm import TokenNgramLm, lm_pieces
 from todm.utils import DEFAULT_BPE_MODEL, save_json, setup_logger, str2bool
 from todm.wer import write_results, write_wer_summary
 
-DECODING_METHODS = ("greedy_search", "modified_beam_search")
+DECODING_METHODS = ("greedy_search", "modified_beam_search", "modified_beam_search_lm_shallow_fusion")
+LM_METHOD = "modified_beam_search_lm_shallow_fusion"
+
+
+@dataclass
+class LmFusion:
+    """Shallow fusion of a token n-gram (``--lm``, ``--lm-scale``) in modified beam search."""
+
+    lm: TokenNgramLm
+    scale: float
 
 
 def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
@@ -71,7 +86,13 @@ def get_parser() -> argparse.ArgumentParser:
     add_checkpoint_arguments(parser)
     g = parser.add_argument_group("decoding")
     g.add_argument("--decoding-method", choices=DECODING_METHODS, default="greedy_search")
-    g.add_argument("--beam-size", type=int, default=4, help="hypotheses kept by modified_beam_search")
+    g.add_argument("--beam-size", type=int, default=4, help="hypotheses kept by modified_beam_search*")
+    g.add_argument("--blank-penalty", type=float, default=0.0,
+                   help="modified_beam_search*: subtracted from the blank logit (icefall, sherpa-onnx); with an LM "
+                        "it pays back the LM's cost of every token, which otherwise favours deletions")
+    g.add_argument("--lm", type=Path, default=None,
+                   help=f"{LM_METHOD}: token n-gram ARPA file of the same BPE model (local/train_token_lm.py)")
+    g.add_argument("--lm-scale", type=float, default=0.5, help=f"{LM_METHOD}: weight of the LM's log-probabilities")
     g.add_argument("--max-sym-per-frame", type=int, default=1, help="greedy_search: symbols per frame at most")
     g.add_argument("--subnets", type=str, default="",
                    help='space-separated specs, e.g. "L6-F576-H4 L2-F144-H1"; default: the deployable '
@@ -156,7 +177,8 @@ def parse_subnets(text: str, config: TransducerConfig) -> list[SubnetSpec]:
 
 @torch.no_grad()
 def decode_batch(model: Transducer, x: torch.Tensor, x_lens: torch.Tensor, method: str,
-                 beam_size: int = 4, max_sym_per_frame: int = 1) -> list[list[int]]:
+                 beam_size: int = 4, max_sym_per_frame: int = 1, lm: LmFusion | None = None,
+                 blank_penalty: float = 0.0) -> list[list[int]]:
     """Token ids per utterance for features x [B, T, 80] with lengths x_lens [B].
 
     Utterances too short for the conv front end (< MIN_INPUT_FRAMES frames) are not run
@@ -171,7 +193,12 @@ def decode_batch(model: Transducer, x: torch.Tensor, x_lens: torch.Tensor, metho
     if method == "greedy_search":
         found = greedy_search_batch(model, encoder_out, encoder_out_lens, max_sym_per_frame=max_sym_per_frame)
     elif method == "modified_beam_search":
-        found = modified_beam_search(model, encoder_out, encoder_out_lens, beam=beam_size)
+        found = modified_beam_search(model, encoder_out, encoder_out_lens, beam=beam_size, blank_penalty=blank_penalty)
+    elif method == LM_METHOD:
+        if lm is None:
+            raise ValueError(f"{method} needs a language model (--lm)")
+        found = modified_beam_search(model, encoder_out, encoder_out_lens, beam=beam_size, lm=lm.lm,
+                                     lm_scale=lm.scale, blank_penalty=blank_penalty)
     else:
         raise ValueError(f"unknown decoding method {method!r} (choose from {', '.join(DECODING_METHODS)})")
     for i, h in zip(keep.tolist(), found):
@@ -199,16 +226,17 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def warm_up(model: Transducer, device: torch.device, method: str, beam_size: int) -> None:
+def warm_up(model: Transducer, device: torch.device, method: str, beam_size: int, lm: LmFusion | None = None) -> None:
     """One untimed call on 2 s of zeros, so that one-time costs (allocations, kernels) stay out of RTF."""
     x = torch.zeros(1, 200, model.config.feature_dim, device=device)
-    decode_batch(model, x, torch.tensor([200], device=device), method, beam_size)
+    decode_batch(model, x, torch.tensor([200], device=device), method, beam_size, lm=lm)
     _sync(device)
 
 
 def decode_dataset(model: Transducer, dl: DataLoader, sp: spm.SentencePieceProcessor, device: torch.device,
                    method: str, beam_size: int = 4, max_sym_per_frame: int = 1, desc: str = "",
-                   one_at_a_time: bool = False) -> DecodeOutput:
+                   one_at_a_time: bool = False, lm: LmFusion | None = None,
+                   blank_penalty: float = 0.0) -> DecodeOutput:
     """Decode every batch of ``dl`` (a lhotse K2SpeechRecognitionDataset with return_cuts), each
     utterance alone if ``one_at_a_time``; decode_seconds on ``rtf_clock``."""
     clock = rtf_clock(torch.get_num_threads(), device.type == "cuda")
@@ -220,7 +248,7 @@ def decode_dataset(model: Transducer, dl: DataLoader, sp: spm.SentencePieceProce
         for rows in ([slice(i, i + 1) for i in range(x.size(0))] if one_at_a_time else [slice(None)]):
             _sync(device)
             start = clock()
-            hyps += decode_batch(model, x[rows], x_lens[rows], method, beam_size, max_sym_per_frame)
+            hyps += decode_batch(model, x[rows], x_lens[rows], method, beam_size, max_sym_per_frame, lm, blank_penalty)
             _sync(device)
             decode_seconds += clock() - start
         for cut, text, hyp in zip(sup["cut"], sup["text"], hyps):
@@ -230,7 +258,27 @@ def decode_dataset(model: Transducer, dl: DataLoader, sp: spm.SentencePieceProce
 
 
 def _beam_tag(args: argparse.Namespace) -> str:
-    return f"_beam-size-{args.beam_size}" if args.decoding_method == "modified_beam_search" else ""
+    """``_beam-size-K[_lm-scale-S][_blank-penalty-P]`` of the beam methods, in result file names."""
+    if args.decoding_method == "greedy_search":
+        return ""
+    tag = f"_beam-size-{args.beam_size}"
+    tag += f"_lm-scale-{args.lm_scale:g}" if args.decoding_method == LM_METHOD else ""
+    return tag + (f"_blank-penalty-{args.blank_penalty:g}" if args.blank_penalty else "")
+
+
+def load_lm(args: argparse.Namespace, sp: spm.SentencePieceProcessor) -> LmFusion | None:
+    """The ``--lm`` of the LM method (None for the others), checked against the BPE model."""
+    if args.decoding_method != LM_METHOD:
+        return None
+    if args.lm is None:
+        raise ValueError(f"--decoding-method {LM_METHOD} needs --lm (local/train_token_lm.py, run.sh stage 2)")
+    if not args.lm.is_file():
+        raise FileNotFoundError(f"--lm {args.lm} does not exist: train it with local/train_token_lm.py "
+                                f"(run.sh stage 2)")
+    try:
+        return LmFusion(TokenNgramLm.from_arpa(args.lm, lm_pieces(sp)), args.lm_scale)
+    except ValueError as e:
+        raise ValueError(f"--lm {args.lm}: {e}") from None
 
 
 def _merge_summary(path: Path, new: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -246,6 +294,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     args = get_parser().parse_args(argv)
     if args.beam_size < 1 or args.max_sym_per_frame < 1:
         raise ValueError("--beam-size and --max-sym-per-frame must be >= 1")
+    if args.blank_penalty and args.decoding_method == "greedy_search":
+        raise ValueError("--blank-penalty applies to modified_beam_search and its LM variant, not greedy_search")
     test_sets = args.test_sets.split()
     if not test_sets:
         raise ValueError("--test-sets is empty")
@@ -253,6 +303,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     device = pick_device(args.device)
     loaded = load_trained_model(args)
     specs = parse_subnets(args.subnets, loaded.config)
+    lm = load_lm(args, loaded.sp)
     data = AsrDataModule(args)
     cut_sets = {name: data.cuts(name) for name in test_sets}  # fail early if a set is missing
 
@@ -267,12 +318,12 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     for spec in specs:
         model = loaded.model.extract(spec).eval().to(device)
         key = f"{spec}_{loaded.suffix}{tag}"
-        warm_up(model, device, args.decoding_method, args.beam_size)
+        warm_up(model, device, args.decoding_method, args.beam_size, lm)
         per_set: dict[str, dict[str, Any]] = {}
         for name, cuts in cut_sets.items():
             out = decode_dataset(model, data.eval_dataloader(cuts), loaded.sp, device, args.decoding_method,
                                  args.beam_size, args.max_sym_per_frame, desc=f"{spec} {name}",
-                                 one_at_a_time=args.one_at_a_time)
+                                 one_at_a_time=args.one_at_a_time, lm=lm, blank_penalty=args.blank_penalty)
             stats = write_results(res_dir, name, key, out.results)
             per_set[name] = {**stats, "num_utterances": len(out.results), "decode_seconds": out.decode_seconds,
                              "audio_seconds": out.audio_seconds, "rtf": out.decode_seconds / out.audio_seconds}
@@ -290,6 +341,9 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
             "audio_seconds": audio_seconds,
             "method": args.decoding_method,
             "beam_size": args.beam_size if tag else None,
+            "lm": str(args.lm) if lm else None,
+            "lm_scale": args.lm_scale if lm else None,
+            "blank_penalty": args.blank_penalty,
             "suffix": loaded.suffix,
             "exp_dir": str(args.exp_dir),
             "device": str(device),

@@ -20,6 +20,8 @@ note naming the stage that produces it):
 
     python -m todm.report --exp-dir exp [--decoding-method greedy_search] [--readme README.md]
     python -m todm.report --exp-dir exp/long --readme README.md --readme-block results-long
+    python -m todm.report --exp-dir exp --decoding-method modified_beam_search_lm_shallow_fusion \
+        --onnx-method greedy_search   # WERs with the token LM; the deployment columns greedy
 
 Writes ``<out-dir>/report.md``, ``report.json`` and ``wer_vs_params.png`` (default out-dir
 ``<exp-dir>/report``). The relative difference is (WER_TODM - WER_baseline) / WER_baseline:
@@ -119,8 +121,12 @@ def _spec_key(spec: str) -> tuple:
     return tuple(int(part[1:]) if part[1:].isdigit() else 0 for part in spec.split("-"))
 
 
-def build_rows(supernet: dict, baselines: dict, onnx: dict, method: str) -> tuple[list[dict], list[str], list[str]]:
-    """One row per spec seen anywhere; returns (rows, PyTorch sets, ONNX sets)."""
+def build_rows(supernet: dict, baselines: dict, onnx: dict, method: str,
+               supernet_onnx_method: dict | None = None) -> tuple[list[dict], list[str], list[str]]:
+    """One row per spec seen anywhere; returns (rows, PyTorch sets, ONNX sets). ``method`` names the
+    ONNX results to show; ``supernet_onnx_method`` (default ``supernet``): the PyTorch decode with
+    that same method, whose RTF and WER the ONNX ones are compared with."""
+    device = supernet if supernet_onnx_method is None else supernet_onnx_method
     sets: list[str] = []
     for res in list(supernet.values()) + list(baselines.values()):
         sets += [s for s in res["wer"] if s not in sets]
@@ -132,20 +138,22 @@ def build_rows(supernet: dict, baselines: dict, onnx: dict, method: str) -> tupl
     for spec in set(supernet) | set(baselines) | set(onnx):
         todm, base, deployed = supernet.get(spec, {}), baselines.get(spec, {}), onnx.get(spec, {})
         params = todm.get("params") or base.get("params") or deployed.get("params")
+        pytorch = device.get(spec, {})
         row: dict[str, Any] = {
             "spec": spec, "params": params,
             "macs_per_second": todm.get("macs_per_second") or base.get("macs_per_second"),
             "wer": {s: todm.get("wer", {}).get(s) for s in sets},
             "baseline_wer": {s: base.get("wer", {}).get(s) for s in sets},
-            "rtf_pytorch": todm.get("rtf"),
+            "rtf_pytorch": pytorch.get("rtf"),
             "onnx_wer": {p: {s: deployed.get("wer", {}).get(p, {}).get(method, {}).get(s) for s in onnx_sets}
                          for p in ("fp32", "int8")},
             "onnx_rtf": {p: deployed.get("rtf", {}).get(p, {}).get(method) for p in ("fp32", "int8")},
             "onnx_bytes": {p: deployed.get("file_bytes", {}).get(p, {}).get("total") for p in ("fp32", "int8")},
         }
         row["relative_difference"] = {s: relative_difference(row["wer"][s], row["baseline_wer"][s]) for s in sets}
-        row["onnx_minus_pytorch"] = {s: (row["onnx_wer"]["fp32"][s] - row["wer"][s])
-                                     if row["onnx_wer"]["fp32"][s] is not None and row["wer"].get(s) is not None
+        pytorch_wer = pytorch.get("wer", {})
+        row["onnx_minus_pytorch"] = {s: (row["onnx_wer"]["fp32"][s] - pytorch_wer[s])
+                                     if row["onnx_wer"]["fp32"][s] is not None and pytorch_wer.get(s) is not None
                                      else None for s in onnx_sets}
         rows.append(row)
     rows.sort(key=lambda r: (r["params"] if r["params"] is not None else float("inf"), _spec_key(r["spec"])))
@@ -242,7 +250,7 @@ def check_targets(rows: list[dict], sets: list[str], cost: dict, targets: Target
 
 def render_markdown(rows: list[dict], sets: list[str], onnx_sets: list[str], cost: dict, method: str,
                     notes: list[str], targets: list[dict[str, Any]] | None = None,
-                    stream_sets: list[str] | None = None) -> str:
+                    stream_sets: list[str] | None = None, onnx_method: str | None = None) -> str:
     stream_sets = stream_sets or []
     bidirectional = bool(rows) and "bidirectional_wer" in rows[0]
     header = ["spec", "params", "MACs/s"]
@@ -255,7 +263,8 @@ def render_markdown(rows: list[dict], sets: list[str], onnx_sets: list[str], cos
     header += ["RTF PyTorch", "RTF ONNX fp32", "RTF ONNX int8"]
     header += ["RTF stream fp32", "RTF stream int8"] if stream_sets else []
     header += ["size fp32", "size int8"]
-    lines = [f"# TODM report ({method})", "",
+    title = method if onnx_method in (None, method) else f"{method}; ONNX and RTF columns: {onnx_method}"
+    lines = [f"# TODM report ({title})", "",
              "WER in %; rel. diff = (TODM - baseline) / baseline (negative: TODM better); RTF at 1 thread "
              "(ONNX: sherpa-onnx); size = encoder + decoder + joiner ONNX files."
              + (" stream: the online model in sherpa-onnx's OnlineRecognizer, chunk by chunk (fp32 WER)."
@@ -391,26 +400,30 @@ def plot_wer_vs_params(rows: list[dict], sets: list[str], path: Path) -> None:
 
 def make_report(exp_dir: Path, out_dir: Path, method: str = "greedy_search", supernet_dir: Path | None = None,
                 deploy_dir: Path | None = None, suffix: str = "", targets: Targets = Targets(),
-                bidirectional_dir: Path | None = None) -> dict[str, Any]:
-    """Read every stage's outputs, write report.md/json and the plot; returns the report dict."""
+                bidirectional_dir: Path | None = None, onnx_method: str | None = None) -> dict[str, Any]:
+    """Read every stage's outputs, write report.md/json and the plot; returns the report dict.
+    ``method``: the decoding whose WERs are tabulated and checked; ``onnx_method`` (default: the
+    same): the one whose sherpa-onnx results, and PyTorch RTF, fill the deployment columns."""
+    onnx_method = onnx_method or method
     supernet_dir = supernet_dir or exp_dir / "supernet"
     deploy_dir = deploy_dir or exp_dir / "deploy"
     supernet = load_decode_results(supernet_dir / method, suffix)
     baselines = load_baselines(exp_dir, method, suffix)
     onnx = load_onnx_results(deploy_dir)
-    rows, sets, onnx_sets = build_rows(supernet, baselines, onnx, method)
+    device = supernet if onnx_method == method else load_decode_results(supernet_dir / onnx_method, suffix)
+    rows, sets, onnx_sets = build_rows(supernet, baselines, onnx, onnx_method, device)
     streaming = load_onnx_results(deploy_dir, streaming=True)
-    stream_sets = add_streaming(rows, streaming, method) if streaming else []
+    stream_sets = add_streaming(rows, streaming, onnx_method) if streaming else []
     if bidirectional_dir is not None:
         add_bidirectional(rows, load_decode_results(bidirectional_dir / method), sets)
     cost = training_cost(exp_dir, supernet_dir, rows)
     notes = collect_notes(rows, sets, onnx_sets, cost, {"exp": exp_dir, "supernet": supernet_dir,
                                                          "deploy": deploy_dir})
     checks = check_targets(rows, sets, cost, targets)
-    report = {"decoding_method": method, "sets": sets, "onnx_sets": onnx_sets, "stream_sets": stream_sets,
+    report = {"decoding_method": method, "onnx_method": onnx_method, "sets": sets, "onnx_sets": onnx_sets, "stream_sets": stream_sets,
               "rows": rows, "training_cost": cost, "targets": checks, "notes": notes}
     out_dir.mkdir(parents=True, exist_ok=True)
-    markdown = render_markdown(rows, sets, onnx_sets, cost, method, notes, checks, stream_sets)
+    markdown = render_markdown(rows, sets, onnx_sets, cost, method, notes, checks, stream_sets, onnx_method)
     atomic_write(out_dir / "report.md", lambda tmp: tmp.write_text(markdown))
     save_json(report, out_dir / "report.json")
     plot_wer_vs_params(rows, sets, out_dir / "wer_vs_params.png")
@@ -423,7 +436,11 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--supernet-dir", type=Path, default=None, help="default <exp-dir>/supernet")
     parser.add_argument("--deploy-dir", type=Path, default=None, help="default <exp-dir>/deploy")
     parser.add_argument("--out-dir", type=Path, default=None, help="default <exp-dir>/report")
-    parser.add_argument("--decoding-method", type=str, default="greedy_search", help="whose results to tabulate")
+    parser.add_argument("--decoding-method", type=str, default="greedy_search",
+                        help="whose WERs to tabulate and check against the targets")
+    parser.add_argument("--onnx-method", type=str, default=None,
+                        help="whose sherpa-onnx results (and PyTorch RTF) fill the deployment columns; default: "
+                             "--decoding-method (the LM method has no ONNX counterpart: give greedy_search)")
     parser.add_argument("--suffix", type=str, default="",
                         help="pick results files whose name contains this (e.g. epoch-12_avg-4); default newest")
     parser.add_argument("--bidirectional-dir", type=Path, default=None,
@@ -458,7 +475,7 @@ def main() -> None:
                       args.target_streaming_rtf, args.target_causal_vs_bidirectional, args.target_onnx_rtf_ratio,
                       args.target_worst_relative_difference, args.target_wer_rise_with_size)
     report = make_report(args.exp_dir, out_dir, args.decoding_method, args.supernet_dir, args.deploy_dir, args.suffix,
-                         targets, args.bidirectional_dir)
+                         targets, args.bidirectional_dir, args.onnx_method)
     for note in report["notes"]:
         logging.warning(note)
     for t in report["targets"]:
