@@ -46,17 +46,19 @@
 : "${world_size:=2}" "${max_duration:=20}"
 : "${num_epochs:=5}" "${avg:=1}" "${perturb_speed:=true}"
 # Stages 4-5 decode with greedy search (what stage 6 deploys and checks in sherpa-onnx) and with
-# a token 8-gram LM of the training transcripts in an 8-best modified beam search, whose WERs the
-# report tabulates and checks (decoded in batches: ~7 s per subnet). With ~2400 sentences heard, the
-# models' errors are mostly spelling and word boundaries ("WATHER", "OUT SIDE"), which the LM rules
-# out. Default run's supernet (stop 29), test (dev) WER of L2 / L6: greedy 52.5 (45.7) / 43.9 (35.6);
-# 8-best beam without LM 48.2 (42.2) / 40.3 (31.3); with the LM 37.0 (27.6) / 30.8 (22.3). Tuned on
-# dev with the largest subnet: LM scale 0.3 / 0.5 / 0.7 (blank penalty 2) 23.9 / 22.3 / 22.0;
-# blank penalty 0 / 1 / 2 / 3 (scale 0.5) 27.6 / 24.3 / 22.3 / 23.6; order 4 / 6 / 8 / 12 (scale
-# 0.3, no penalty, beam 4) 28.9 / 27.9 / 27.8 / 27.6; beam 4 / 8 / 16 (scale 0.5, penalty 2) 24.1 /
-# 22.3 / 21.6.
+# a token 8-gram LM of the training transcripts in a 16-best modified beam search, whose WERs the
+# report tabulates and checks (decoded in batches: ~10 s per subnet). With ~2400 sentences heard,
+# the models' errors are mostly spelling and word boundaries ("WATHER", "OUT SIDE"), which the LM
+# rules out. After 3 epochs, test (dev) WER of the smallest / largest subnet: greedy 52.5 (45.7) /
+# 43.9 (35.6); 8-best beam without LM 48.2 (42.2) / 40.3 (31.3); with the LM 37.0 (27.6) / 30.8
+# (22.3). Tuned on dev: after 3 epochs, largest subnet, LM scale 0.3 / 0.5 / 0.7 (blank penalty 2,
+# beam 8) 23.9 / 22.3 / 22.0; blank penalty 0 / 1 / 2 / 3 (scale 0.5) 27.6 / 24.3 / 22.3 / 23.6;
+# order 4 / 6 / 8 / 12 (scale 0.3, no penalty, beam 4) 28.9 / 27.9 / 27.8 / 27.6; beam 4 / 8 / 16
+# 24.1 / 22.3 / 21.6. After 5 epochs, beam 8 / 16 (scale 0.5, penalty 2): L2 19.3 / 17.7, L4
+# 15.7 / 15.5, L6 14.9 / 14.5; scale 0.7: L2 18.6 / 17.8, L4 - / 15.2, L6 14.9 / 13.5; L6, beam 16,
+# penalty 1.5 / 2 / 3: scale 0.5 13.8 / 14.5 / 15.6, scale 1.0 16.8 / 15.6 / 15.1.
 : "${baseline_subnets:=ends}" "${decoding_methods:=greedy_search modified_beam_search_lm_shallow_fusion}"
-: "${beam_size:=8}"
+: "${beam_size:=16}"
 case " $decoding_methods " in
   *" modified_beam_search_lm_shallow_fusion "*) : "${report_method:=modified_beam_search_lm_shallow_fusion}" ;;
 esac
