@@ -143,7 +143,9 @@ def modified_beam_search(
 
     With a token language model ``lm`` (shallow fusion, :mod:`todm.token_lm`), each non-blank
     token also scores ``lm_scale * lm.log_probs(hypothesis)[token]`` and each final hypothesis
-    ``lm_scale * lm.eos_log_prob(hypothesis)``.
+    ``lm_scale * lm.eos_log_prob(hypothesis)``. ``blank_penalty`` is subtracted from the blank
+    logit before the softmax (icefall's and sherpa-onnx's option): it pays back the LM's cost of
+    every token, which would otherwise favour deletions.
 
     All hypotheses of all utterances still running at frame t go through the decoder and joiner
     as one batch; the per-utterance top-k runs on a [utterances, beam * V] score matrix in which
