@@ -52,9 +52,12 @@ decoding_methods=       # stages 4-5; default per preset (builtin: greedy_search
 sherpa_methods="greedy_search"  # stage 6 sherpa-onnx check of the exports (add modified_beam_search if you like)
 streaming_chunk=8       # encoder frames (40 ms each) per chunk of the online models (--causal true)
 beam_size=              # hypotheses of the beam searches (and sherpa-onnx's max active paths); default per preset (4)
-lm_order=8              # token n-gram LM (stage 2, when a decoding method uses it) for the LM method:
-lm_scale=0.5            #   --decoding-methods "... modified_beam_search_lm_shallow_fusion"; its weight, and its
-lm_blank_penalty=2.0    #   --blank-penalty, which pays back the LM's cost of every token (else: deletions)
+lm_order=8              # token n-gram LM of the training text (stage 2) for the LM methods, --decoding-methods
+lm_scale=               #   "... modified_beam_search_LODR" or "... modified_beam_search_lm_shallow_fusion"; its
+lm_blank_penalty=       #   weight, and the --blank-penalty that pays back the LM's cost of every token (else:
+                        #   deletions); default per preset (0.5, 2.0)
+lodr_order=2            # LODR: the low-order n-gram of the same text that is subtracted (it stands in for what
+lodr_lm_scale=          #   the decoder has learnt of that text), and its weight; default per preset (-0.24)
 report_method=          # whose WERs the report tabulates and checks; default per preset (else greedy_search)
 decode_args=""          # extra flags for todm.decode
 report_args=""          # extra flags for todm.report (its targets: --target-wer-largest 10 ...); presets set them
@@ -97,7 +100,8 @@ case "$corpus" in
 esac
 : "${num_epochs:=12}" "${max_duration:=200}" "${perturb_speed:=false}" "${baseline_subnets:=all}" "${world_size:=1}"
 : "${decoding_methods:=greedy_search modified_beam_search}" "${report_method:=greedy_search}" "${beam_size:=4}"
-lm_method=modified_beam_search_lm_shallow_fusion
+: "${lm_scale:=0.5}" "${lm_blank_penalty:=2.0}" "${lodr_lm_scale:=-0.24}"
+lodr_method=modified_beam_search_LODR
 : "${avg:=$(( num_epochs > 4 ? 4 : num_epochs - 1 ))}"
 lang_dir=$data_dir/lang_bpe_${vocab_size}
 
@@ -135,13 +139,15 @@ if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
   log "Stage 2: BPE ($vocab_size) -> $lang_dir"
   python local/train_bpe.py --lang-dir "$lang_dir" --vocab-size "$vocab_size" \
     --cuts "$data_dir/fbank/${corpus}_cuts_train.jsonl.gz"
-  case " $decoding_methods " in
-    *" $lm_method "*)
-      log "Stage 2: token $lm_order-gram LM of the training transcripts -> $lang_dir"
-      supervisions=()
-      for part in $train_parts; do supervisions+=("$data_dir/manifests/${corpus}_supervisions_${part}.jsonl.gz"); done
-      python local/train_token_lm.py --lang-dir "$lang_dir" --order "$lm_order" --supervisions "${supervisions[@]}" ;;
-  esac
+  supervisions=()
+  for part in $train_parts; do supervisions+=("$data_dir/manifests/${corpus}_supervisions_${part}.jsonl.gz"); done
+  orders=()
+  case " $decoding_methods " in *" modified_beam_search_lm_shallow_fusion "* | *" $lodr_method "*) orders+=("$lm_order") ;; esac
+  case " $decoding_methods " in *" $lodr_method "*) orders+=("$lodr_order") ;; esac
+  for order in "${orders[@]}"; do
+    log "Stage 2: token $order-gram LM of the training transcripts -> $lang_dir"
+    python local/train_token_lm.py --lang-dir "$lang_dir" --order "$order" --supervisions "${supervisions[@]}"
+  done
 fi
 
 # Launches todm.train: one process, or torchrun with world_size processes per node.
@@ -178,8 +184,13 @@ decode() {
     # also runs; whole batches (several times faster on a CPU) for the others.
     local one_at_a_time=false method_args=()
     case " $sherpa_methods " in *" $method "*) one_at_a_time=true ;; esac
-    if [ "$method" = "$lm_method" ]; then
-      method_args=(--lm "$lang_dir/token_lm_${lm_order}gram.arpa" --lm-scale "$lm_scale" --blank-penalty "$lm_blank_penalty")
+    case $method in
+      modified_beam_search_lm_shallow_fusion | "$lodr_method")
+        method_args=(--lm "$lang_dir/token_lm_${lm_order}gram.arpa" --lm-scale "$lm_scale"
+          --blank-penalty "$lm_blank_penalty") ;;
+    esac
+    if [ "$method" = "$lodr_method" ]; then
+      method_args+=(--lodr-lm "$lang_dir/token_lm_${lodr_order}gram.arpa" --lodr-lm-scale "$lodr_lm_scale")
     fi
     # shellcheck disable=SC2086
     python -m todm.decode --exp-dir "$dir" --epoch "$num_epochs" --avg "$avg" --one-at-a-time "$one_at_a_time" \

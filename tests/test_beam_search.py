@@ -225,6 +225,24 @@ def test_shallow_fusion_scores_the_end_of_the_sentence():
 
 
 @torch.no_grad()
+def test_lodr_subtracts_the_low_order_lm_from_every_token_and_the_end():
+    """LODR with the LM itself as the low-order LM and scale -1 cancels the LM: tokens (the
+    acoustic 'a' again) and end of sentence ('a' may end the sentence again)."""
+    lens = torch.tensor([1])
+    enc = _frames([0.15, 0.45, 1e-12, 0.40])
+    lm = _TableLm({(): [0.0, math.log(0.1), 0.0, math.log(0.9)]})
+    assert modified_beam_search(_stub_model(), enc, lens, beam=4, lm=lm, lm_scale=1.0, lodr_lm=lm,
+                                lodr_lm_scale=-0.5) == [[3]]
+    assert modified_beam_search(_stub_model(), enc, lens, beam=4, lm=lm, lm_scale=1.0, lodr_lm=lm,
+                                lodr_lm_scale=-1.0) == [[1]]
+    enc = _frames([0.5, 0.4, 1e-12, 0.1])
+    lm = _TableLm({}, eos={(1,): math.log(1e-6)})
+    assert modified_beam_search(_stub_model(), enc, lens, beam=2, lm=lm, lm_scale=1.0) == [[]]
+    assert modified_beam_search(_stub_model(), enc, lens, beam=2, lm=lm, lm_scale=1.0, lodr_lm=lm,
+                                lodr_lm_scale=-1.0) == [[1]]
+
+
+@torch.no_grad()
 def test_a_neutral_lm_changes_nothing():
     model = random_model()
     enc, lens = random_encoder_out([9, 4, 7])

@@ -211,6 +211,26 @@ def test_lm_shallow_fusion_keys_and_errors(tiny):
         decode.main(base_argv(tiny) + ["--blank-penalty", "1"])
 
 
+def test_lodr_keys_and_errors(tiny):
+    lang = tiny["root"] / "lang"
+    for order in (2, 3):
+        if not (lang / f"token_lm_{order}gram.arpa").is_file():
+            train_token_lm(["--lang-dir", str(lang), "--order", str(order), "--text", str(lang / "text")])
+    lm, bigram = lang / "token_lm_3gram.arpa", lang / "token_lm_2gram.arpa"
+    method = "modified_beam_search_LODR"
+    argv = base_argv(tiny) + ["--decoding-method", method, "--beam-size", "2", "--subnets", "L1-F16-H1",
+                              "--test-sets", "dev", "--lm", str(lm), "--lm-scale", "0.3"]
+    results = decode.main(argv + ["--lodr-lm", str(bigram), "--lodr-lm-scale", "-0.2"])
+    key = f"L1-F16-H1_{SUFFIX}_beam-size-2_lm-scale-0.3_lodr-lm-scale--0.2"
+    assert results[0]["key"] == key and results[0]["lodr_lm"] == str(bigram)
+    assert results[0]["lodr_lm_scale"] == -0.2 and results[0]["lm"] == str(lm)
+    assert (tiny["exp_dir"] / method / f"results-{key}.json").is_file()
+    with pytest.raises(ValueError, match="needs --lodr-lm"):
+        decode.main(argv)
+    with pytest.raises(FileNotFoundError, match="--lodr-lm .*missing.arpa does not exist"):
+        decode.main(argv + ["--lodr-lm", str(bigram.with_name("missing.arpa"))])
+
+
 @pytest.mark.parametrize("extra, error, message", [
     (["--subnets", "L1-F16-H1 L3-F16-H1"], ValueError, "num_layers=3 is not in the search space"),
     (["--subnets", "L1-F17"], ValueError, "--subnets: bad subnet spec"),

@@ -130,6 +130,8 @@ def modified_beam_search(
     lm: "TokenNgramLm | None" = None,
     lm_scale: float = 0.0,
     blank_penalty: float = 0.0,
+    lodr_lm: "TokenNgramLm | None" = None,
+    lodr_lm_scale: float = 0.0,
 ) -> list[list[int]]:
     """Modified beam search (icefall): one symbol at most per frame, ``beam`` hypotheses kept.
 
@@ -146,6 +148,12 @@ def modified_beam_search(
     ``lm_scale * lm.eos_log_prob(hypothesis)``. ``blank_penalty`` is subtracted from the blank
     logit before the softmax (icefall's and sherpa-onnx's option): it pays back the LM's cost of
     every token, which would otherwise favour deletions.
+
+    LODR (low-order density ratio, Zheng et al. 2022; icefall's ``modified_beam_search_LODR``):
+    the prediction network has learnt the token statistics of the training text itself, so an
+    LM of that text counts them twice. A low-order n-gram of the same text (``lodr_lm``, a
+    bigram) stands in for that internal LM and is subtracted: ``lodr_lm_scale`` is negative, and
+    each token and end of sentence also scores ``lodr_lm_scale * lodr_lm.log_probs(...)``.
 
     All hypotheses of all utterances still running at frame t go through the decoder and joiner
     as one batch; the per-utterance top-k runs on a [utterances, beam * V] score matrix in which
@@ -165,6 +173,7 @@ def modified_beam_search(
     if max(lengths, default=0) == 0:
         return [[] for _ in lengths]
     encoder_proj = model.joiner.encoder_proj(encoder_out)  # [B, T, J]
+    lms = [(m, scale) for m, scale in ((lm, lm_scale), (lodr_lm, lodr_lm_scale)) if m is not None]
 
     for t in range(max(lengths)):
         active = [b for b, n in enumerate(lengths) if n > t]
@@ -177,8 +186,8 @@ def modified_beam_search(
             logits[:, blank_id] -= blank_penalty
         scores = logits.float().log_softmax(dim=-1)  # [H, V]
         scores += torch.tensor([score for *_, score in flat], device=device).unsqueeze(1)
-        if lm is not None:
-            scores += lm_scale * torch.stack([lm.log_probs(tokens) for _, _, tokens, _ in flat]).to(device)
+        for m, scale in lms:
+            scores += scale * torch.stack([m.log_probs(tokens) for _, _, tokens, _ in flat]).to(device)
 
         vocab_size = scores.size(1)
         padded = scores.new_full((len(active), beam, vocab_size), -math.inf)
@@ -201,8 +210,7 @@ def modified_beam_search(
             beams[b] = new
 
     def final_score(tokens: tuple[int, ...], score: float) -> float:
-        if lm is not None:
-            score += lm_scale * lm.eos_log_prob(tokens)
+        score += sum(scale * m.eos_log_prob(tokens) for m, scale in lms)
         return score / (context_size + len(tokens))
 
     return [list(max(hyps.items(), key=lambda kv: final_score(*kv))[0]) for hyps in beams]

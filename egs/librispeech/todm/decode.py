@@ -7,7 +7,10 @@
 
 ``--decoding-method modified_beam_search_lm_shallow_fusion --lm data/lang_bpe_64/token_lm_8gram.arpa
 --lm-scale 0.5 --blank-penalty 2.0 --beam-size 8`` adds a token n-gram of the training transcripts
-to the beam search (:mod:`todm.token_lm`, trained by ``local/train_token_lm.py``).
+to the beam search (:mod:`todm.token_lm`, trained by ``local/train_token_lm.py``);
+``--decoding-method modified_beam_search_LODR`` also subtracts a bigram of the same text
+(``--lodr-lm data/lang_bpe_64/token_lm_2gram.arpa --lodr-lm-scale -0.21``), see
+:func:`todm.beam_search.modified_beam_search`.
 
 The weights are chosen as in icefall (``--epoch/--iter/--avg/--use-averaged-model``); the model
 is rebuilt from the ``model_config`` stored in the checkpoint, so no model flags are needed.
@@ -15,7 +18,7 @@ Each subnet is cut out of the supernet with ``model.extract(spec)`` (a standalon
 model, exactly what stage 6 deploys) and decodes every test set. Outputs under
 ``<exp-dir>/<decoding-method>/``, with ``key = <spec>_<suffix><tag>``, ``suffix`` like
 ``epoch-12_avg-4_use-averaged-model`` and ``tag`` empty for greedy search, else
-``_beam-size-K[_lm-scale-S][_blank-penalty-P]``:
+``_beam-size-K[_lm-scale-S][_lodr-lm-scale-L][_blank-penalty-P]``:
 
 - icefall's ``recogs-<set>-<key>.txt``, ``errs-<set>-<key>.txt``, ``wer-summary-<set>-<key>.txt``
   and ``wer-summary-<set>-<suffix><tag>.txt`` (every decoded subnet, best first);
@@ -60,16 +63,21 @@ from todm.token_lm import TokenNgramLm, lm_pieces
 from todm.utils import DEFAULT_BPE_MODEL, save_json, setup_logger, str2bool
 from todm.wer import write_results, write_wer_summary
 
-DECODING_METHODS = ("greedy_search", "modified_beam_search", "modified_beam_search_lm_shallow_fusion")
 LM_METHOD = "modified_beam_search_lm_shallow_fusion"
+LODR_METHOD = "modified_beam_search_LODR"
+LM_METHODS = (LM_METHOD, LODR_METHOD)
+DECODING_METHODS = ("greedy_search", "modified_beam_search") + LM_METHODS
 
 
 @dataclass
 class LmFusion:
-    """Shallow fusion of a token n-gram (``--lm``, ``--lm-scale``) in modified beam search."""
+    """Shallow fusion of a token n-gram (``--lm``, ``--lm-scale``) in modified beam search, less a
+    low-order n-gram for LODR (``--lodr-lm``, ``--lodr-lm-scale``)."""
 
     lm: TokenNgramLm
     scale: float
+    lodr_lm: TokenNgramLm | None = None
+    lodr_scale: float = 0.0
 
 
 def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
@@ -91,8 +99,12 @@ def get_parser() -> argparse.ArgumentParser:
                    help="modified_beam_search*: subtracted from the blank logit (icefall, sherpa-onnx); with an LM "
                         "it pays back the LM's cost of every token, which otherwise favours deletions")
     g.add_argument("--lm", type=Path, default=None,
-                   help=f"{LM_METHOD}: token n-gram ARPA file of the same BPE model (local/train_token_lm.py)")
-    g.add_argument("--lm-scale", type=float, default=0.5, help=f"{LM_METHOD}: weight of the LM's log-probabilities")
+                   help="the LM methods: token n-gram ARPA file of the same BPE model (local/train_token_lm.py)")
+    g.add_argument("--lm-scale", type=float, default=0.5, help="the LM methods: weight of the LM's log-probabilities")
+    g.add_argument("--lodr-lm", type=Path, default=None,
+                   help=f"{LODR_METHOD}: low-order (bigram) token n-gram of the same text, subtracted")
+    g.add_argument("--lodr-lm-scale", type=float, default=-0.24,
+                   help=f"{LODR_METHOD}: its weight, negative (icefall's --LODR-lm-scale)")
     g.add_argument("--max-sym-per-frame", type=int, default=1, help="greedy_search: symbols per frame at most")
     g.add_argument("--subnets", type=str, default="",
                    help='space-separated specs, e.g. "L6-F576-H4 L2-F144-H1"; default: the deployable '
@@ -194,11 +206,12 @@ def decode_batch(model: Transducer, x: torch.Tensor, x_lens: torch.Tensor, metho
         found = greedy_search_batch(model, encoder_out, encoder_out_lens, max_sym_per_frame=max_sym_per_frame)
     elif method == "modified_beam_search":
         found = modified_beam_search(model, encoder_out, encoder_out_lens, beam=beam_size, blank_penalty=blank_penalty)
-    elif method == LM_METHOD:
-        if lm is None:
-            raise ValueError(f"{method} needs a language model (--lm)")
+    elif method in LM_METHODS:
+        if lm is None or (method == LODR_METHOD and lm.lodr_lm is None):
+            raise ValueError(f"{method} needs its language models (--lm, and --lodr-lm for LODR)")
         found = modified_beam_search(model, encoder_out, encoder_out_lens, beam=beam_size, lm=lm.lm,
-                                     lm_scale=lm.scale, blank_penalty=blank_penalty)
+                                     lm_scale=lm.scale, blank_penalty=blank_penalty, lodr_lm=lm.lodr_lm,
+                                     lodr_lm_scale=lm.lodr_scale)
     else:
         raise ValueError(f"unknown decoding method {method!r} (choose from {', '.join(DECODING_METHODS)})")
     for i, h in zip(keep.tolist(), found):
@@ -258,27 +271,37 @@ def decode_dataset(model: Transducer, dl: DataLoader, sp: spm.SentencePieceProce
 
 
 def _beam_tag(args: argparse.Namespace) -> str:
-    """``_beam-size-K[_lm-scale-S][_blank-penalty-P]`` of the beam methods, in result file names."""
+    """``_beam-size-K[_lm-scale-S][_lodr-lm-scale-L][_blank-penalty-P]`` of the beam methods, in result
+    file names."""
     if args.decoding_method == "greedy_search":
         return ""
     tag = f"_beam-size-{args.beam_size}"
-    tag += f"_lm-scale-{args.lm_scale:g}" if args.decoding_method == LM_METHOD else ""
+    tag += f"_lm-scale-{args.lm_scale:g}" if args.decoding_method in LM_METHODS else ""
+    tag += f"_lodr-lm-scale-{args.lodr_lm_scale:g}" if args.decoding_method == LODR_METHOD else ""
     return tag + (f"_blank-penalty-{args.blank_penalty:g}" if args.blank_penalty else "")
 
 
-def load_lm(args: argparse.Namespace, sp: spm.SentencePieceProcessor) -> LmFusion | None:
-    """The ``--lm`` of the LM method (None for the others), checked against the BPE model."""
-    if args.decoding_method != LM_METHOD:
-        return None
-    if args.lm is None:
-        raise ValueError(f"--decoding-method {LM_METHOD} needs --lm (local/train_token_lm.py, run.sh stage 2)")
-    if not args.lm.is_file():
-        raise FileNotFoundError(f"--lm {args.lm} does not exist: train it with local/train_token_lm.py "
+def _read_lm(flag: str, path: Path | None, method: str, sp: spm.SentencePieceProcessor) -> TokenNgramLm:
+    if path is None:
+        raise ValueError(f"--decoding-method {method} needs {flag} (local/train_token_lm.py, run.sh stage 2)")
+    if not path.is_file():
+        raise FileNotFoundError(f"{flag} {path} does not exist: train it with local/train_token_lm.py "
                                 f"(run.sh stage 2)")
     try:
-        return LmFusion(TokenNgramLm.from_arpa(args.lm, lm_pieces(sp)), args.lm_scale)
+        return TokenNgramLm.from_arpa(path, lm_pieces(sp))
     except ValueError as e:
-        raise ValueError(f"--lm {args.lm}: {e}") from None
+        raise ValueError(f"{flag} {path}: {e}") from None
+
+
+def load_lm(args: argparse.Namespace, sp: spm.SentencePieceProcessor) -> LmFusion | None:
+    """The ``--lm`` (and ``--lodr-lm``) of the LM methods (None for the others), checked against the BPE model."""
+    method = args.decoding_method
+    if method not in LM_METHODS:
+        return None
+    lm = LmFusion(_read_lm("--lm", args.lm, method, sp), args.lm_scale)
+    if method == LODR_METHOD:
+        lm.lodr_lm, lm.lodr_scale = _read_lm("--lodr-lm", args.lodr_lm, method, sp), args.lodr_lm_scale
+    return lm
 
 
 def _merge_summary(path: Path, new: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -295,7 +318,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     if args.beam_size < 1 or args.max_sym_per_frame < 1:
         raise ValueError("--beam-size and --max-sym-per-frame must be >= 1")
     if args.blank_penalty and args.decoding_method == "greedy_search":
-        raise ValueError("--blank-penalty applies to modified_beam_search and its LM variant, not greedy_search")
+        raise ValueError("--blank-penalty applies to modified_beam_search and its LM variants, not greedy_search")
     test_sets = args.test_sets.split()
     if not test_sets:
         raise ValueError("--test-sets is empty")
@@ -343,6 +366,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
             "beam_size": args.beam_size if tag else None,
             "lm": str(args.lm) if lm else None,
             "lm_scale": args.lm_scale if lm else None,
+            "lodr_lm": str(args.lodr_lm) if lm and lm.lodr_lm else None,
+            "lodr_lm_scale": args.lodr_lm_scale if lm and lm.lodr_lm else None,
             "blank_penalty": args.blank_penalty,
             "suffix": loaded.suffix,
             "exp_dir": str(args.exp_dir),
