@@ -30,7 +30,7 @@ METHODS = ("greedy_search", "modified_beam_search", "modified_beam_search_lm_sha
 def finished(tiny_recipe, tmp_path_factory):
     recipe = tmp_path_factory.mktemp("smoke") / "recipe"
     shutil.copytree(tiny_recipe, recipe, symlinks=True)
-    # every search (the built-in preset decodes greedy and with the LM): the smoke run checks each
+    # every search (the built-in preset decodes greedy and with LODR): the smoke run checks each
     r = run_recipe(recipe, "--stage", "0", "--stop-stage", "6", "--tiny", "true",
                    "--decoding-methods", " ".join(METHODS))
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
