@@ -171,6 +171,23 @@ def test_data_dir_and_corpus_options_reach_the_data_stages(tiny_recipe, tmp_path
     assert (more / "fbank" / "builtin_cuts_train.jsonl.gz").is_file() and (more / "lang_bpe_64" / "bpe.model").is_file()
 
 
+@pytest.mark.parametrize("methods, orders", [
+    ("greedy_search modified_beam_search", ()),
+    ("greedy_search modified_beam_search_lm_shallow_fusion", (4,)),  # --lm-order 4
+    ("modified_beam_search_LODR", (2, 4)),  # and the bigram it subtracts
+])
+def test_stage_2_trains_the_token_lms_the_decoding_methods_need(tiny_recipe, tmp_path, methods, orders):
+    recipe = tmp_path / "recipe"
+    shutil.copytree(tiny_recipe, recipe, symlinks=True)
+    lang = recipe / "data" / "lang_bpe_64"
+    for arpa in lang.glob("token_lm_*gram.arpa"):
+        arpa.unlink()
+    r = run_recipe(recipe, "--stage", "2", "--stop-stage", "2", "--tiny", "true", "--decoding-methods", methods,
+                   "--lm-order", "4")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert sorted(p.name for p in lang.glob("token_lm_*gram.arpa")) == [f"token_lm_{n}gram.arpa" for n in orders]
+
+
 @pytest.fixture(scope="module")
 def streamed(tiny_recipe, tmp_path_factory):
     """The streaming run: ./run.sh --causal true, stages 3-6 without baselines, in its own exp dir."""
