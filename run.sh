@@ -101,6 +101,7 @@ esac
 : "${num_epochs:=12}" "${max_duration:=200}" "${perturb_speed:=false}" "${baseline_subnets:=all}" "${world_size:=1}"
 : "${decoding_methods:=greedy_search modified_beam_search}" "${report_method:=greedy_search}" "${beam_size:=4}"
 : "${lm_scale:=0.5}" "${lm_blank_penalty:=2.0}" "${lodr_lm_scale:=-0.24}"
+lm_method=modified_beam_search_lm_shallow_fusion
 lodr_method=modified_beam_search_LODR
 : "${avg:=$(( num_epochs > 4 ? 4 : num_epochs - 1 ))}"
 lang_dir=$data_dir/lang_bpe_${vocab_size}
@@ -142,7 +143,7 @@ if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
   supervisions=()
   for part in $train_parts; do supervisions+=("$data_dir/manifests/${corpus}_supervisions_${part}.jsonl.gz"); done
   orders=()
-  case " $decoding_methods " in *" modified_beam_search_lm_shallow_fusion "* | *" $lodr_method "*) orders+=("$lm_order") ;; esac
+  case " $decoding_methods " in *" $lm_method "* | *" $lodr_method "*) orders+=("$lm_order") ;; esac
   case " $decoding_methods " in *" $lodr_method "*) orders+=("$lodr_order") ;; esac
   for order in "${orders[@]}"; do
     log "Stage 2: token $order-gram LM of the training transcripts -> $lang_dir"
@@ -185,7 +186,7 @@ decode() {
     local one_at_a_time=false method_args=()
     case " $sherpa_methods " in *" $method "*) one_at_a_time=true ;; esac
     case $method in
-      modified_beam_search_lm_shallow_fusion | "$lodr_method")
+      "$lm_method" | "$lodr_method")
         method_args=(--lm "$lang_dir/token_lm_${lm_order}gram.arpa" --lm-scale "$lm_scale"
           --blank-penalty "$lm_blank_penalty") ;;
     esac

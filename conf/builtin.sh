@@ -48,9 +48,8 @@
 # Stages 4-5 decode with greedy search (what stage 6 deploys and checks in sherpa-onnx) and with
 # a token 8-gram LM of the training transcripts in a 16-best modified beam search, less a bigram
 # of the same text (LODR), whose WERs the report tabulates and checks (decoded in batches: ~10 s
-# per subnet). With ~2400 sentences heard,
-# the models' errors are mostly spelling and word boundaries ("WATHER", "OUT SIDE"), which the LM
-# rules out. After 3 epochs, test (dev) WER of the smallest / largest subnet: greedy 52.5 (45.7) /
+# per subnet). With ~2400 sentences heard, the models' errors are mostly spelling and word
+# boundaries ("WATHER", "OUT SIDE"), which the LM rules out. After 3 epochs, test (dev) WER of the smallest / largest subnet: greedy 52.5 (45.7) /
 # 43.9 (35.6); 8-best beam without LM 48.2 (42.2) / 40.3 (31.3); with the LM 37.0 (27.6) / 30.8
 # (22.3). Tuned on dev: after 3 epochs, largest subnet, LM scale 0.3 / 0.5 / 0.7 (blank penalty 2,
 # beam 8) 23.9 / 22.3 / 22.0; blank penalty 0 / 1 / 2 / 3 (scale 0.5) 27.6 / 24.3 / 22.3 / 23.6;

@@ -298,10 +298,10 @@ def load_lm(args: argparse.Namespace, sp: spm.SentencePieceProcessor) -> LmFusio
     method = args.decoding_method
     if method not in LM_METHODS:
         return None
-    lm = LmFusion(_read_lm("--lm", args.lm, method, sp), args.lm_scale)
-    if method == LODR_METHOD:
-        lm.lodr_lm, lm.lodr_scale = _read_lm("--lodr-lm", args.lodr_lm, method, sp), args.lodr_lm_scale
-    return lm
+    lm = _read_lm("--lm", args.lm, method, sp)
+    if method != LODR_METHOD:
+        return LmFusion(lm, args.lm_scale)
+    return LmFusion(lm, args.lm_scale, _read_lm("--lodr-lm", args.lodr_lm, method, sp), args.lodr_lm_scale)
 
 
 def _merge_summary(path: Path, new: list[dict[str, Any]]) -> list[dict[str, Any]]:
