@@ -2,8 +2,9 @@
 
 Cuts come from stage 1 as ``<manifest-dir>/<corpus>_cuts_<part>.jsonl.gz`` (precomputed
 80-dim fbank). Training batches are built by lhotse's DynamicBucketingSampler (rank-aware
-under torch.distributed) with SpecAugment; utterances the transducer cannot learn (too short,
-too long, or with more tokens than encoder frames) are filtered and counted.
+under torch.distributed) with SpecAugment and vocal tract length perturbation (``--freq-warp``);
+utterances the transducer cannot learn (too short, too long, or with more tokens than encoder
+frames) are filtered and counted.
 """
 
 import argparse
@@ -17,6 +18,7 @@ from lhotse.cut import Cut
 from lhotse.dataset import DynamicBucketingSampler, K2SpeechRecognitionDataset, SpecAugment
 from torch.utils.data import DataLoader
 
+from todm.frequency_warp import FrequencyWarp
 from todm.subsampling import subsampled_lengths
 from todm.utils import str2bool
 
@@ -82,6 +84,9 @@ class AsrDataModule:
                        help="dataloader workers; 0 keeps mid-epoch resume bit-exact")
         g.add_argument("--enable-spec-aug", type=str2bool, default=True)
         g.add_argument("--spec-aug-time-warp-factor", type=int, default=80)
+        g.add_argument("--freq-warp", type=float, default=0.0,
+                       help="vocal tract length perturbation: stretch each training utterance's frequency "
+                       "axis by a random factor in 1 +- this (0: off; todm/frequency_warp.py)")
         g.add_argument("--min-utt-duration", type=float, default=0.5)
         g.add_argument("--max-utt-duration", type=float, default=20.0)
 
@@ -97,7 +102,7 @@ class AsrDataModule:
 
     def train_dataloader(self, cuts: CutSet, epoch: int, seed: int, skip_batches: int = 0) -> DataLoader:
         a = self.args
-        transforms = []
+        transforms = [FrequencyWarp(a.freq_warp)] if a.freq_warp > 0 else []
         if a.enable_spec_aug:
             transforms.append(SpecAugment(time_warp_factor=a.spec_aug_time_warp_factor,
                                           num_frame_masks=10, features_mask_size=27,
