@@ -1,16 +1,17 @@
 import argparse
 
 import sentencepiece as spm
+import torch
 from lhotse.dataset import DynamicBucketingSampler
 
 from todm.asr_datamodule import AsrDataModule, CutFilter, SkipFirst
 from todm.subsampling import subsampled_lengths
 
 
-def _data(recipe):
+def _data(recipe, *flags):
     parser = argparse.ArgumentParser()
     AsrDataModule.add_arguments(parser)
-    args = parser.parse_args(["--manifest-dir", str(recipe / "data/fbank"), "--max-duration", "10"])
+    args = parser.parse_args(["--manifest-dir", str(recipe / "data/fbank"), "--max-duration", "10", *flags])
     return AsrDataModule(args)
 
 
@@ -24,6 +25,21 @@ def test_skip_first_continues_the_same_epoch(tiny_recipe):
 
     full = batches(0)
     assert len(full) > 3 and batches(3) == full[3:]
+
+
+def test_freq_warp_changes_training_features_only(tiny_recipe, monkeypatch):
+    monkeypatch.chdir(tiny_recipe)  # the manifests name their feature files relative to the recipe
+
+    def first_batch(data, training):
+        cuts = data.cuts("train")
+        loader = data.train_dataloader(cuts, epoch=1, seed=0) if training else data.eval_dataloader(cuts)
+        return next(iter(loader))["inputs"]
+
+    fixed = ("--enable-spec-aug", "false", "--shuffle", "false", "--num-buckets", "2")
+    plain, warped = _data(tiny_recipe, *fixed), _data(tiny_recipe, *fixed, "--freq-warp", "0.1")
+    assert torch.equal(first_batch(plain, training=True), first_batch(plain, training=True))
+    assert not torch.equal(first_batch(plain, training=True), first_batch(warped, training=True))
+    assert torch.equal(first_batch(plain, training=False), first_batch(warped, training=False))
 
 
 def test_filter_counts_what_it_drops(tiny_recipe):
