@@ -27,19 +27,23 @@ def inverse_mel(m: torch.Tensor) -> torch.Tensor:
     return 700.0 * torch.expm1(m / 1127.0)
 
 
+def _mel_band(num_bins: int, low_freq: float, high_freq: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The band's lower edge and the spacing of the bin centres, both in mel."""
+    low, high = (mel(torch.tensor(f, dtype=torch.float64)) for f in (low_freq, high_freq))
+    return low, (high - low) / (num_bins + 1)
+
+
 def mel_bin_centres(num_bins: int, low_freq: float, high_freq: float) -> torch.Tensor:
     """Centre frequency (Hz) of each of ``num_bins`` triangular mel filters spanning low..high."""
-    low, high = mel(torch.tensor(low_freq, dtype=torch.float64)), mel(torch.tensor(high_freq, dtype=torch.float64))
-    step = (high - low) / (num_bins + 1)
+    low, step = _mel_band(num_bins, low_freq, high_freq)
     return inverse_mel(low + step * torch.arange(1, num_bins + 1, dtype=torch.float64))
 
 
 def warp_source_positions(alpha: torch.Tensor, num_bins: int, low_freq: float, high_freq: float) -> torch.Tensor:
     """For each factor of ``alpha`` [N], the fractional bin index [N, num_bins] of the original
     utterance that each bin of the warped one reads (``f_i / alpha`` on the mel bin axis)."""
+    low, step = _mel_band(num_bins, low_freq, high_freq)
     centres = mel_bin_centres(num_bins, low_freq, high_freq)
-    low, high = mel(torch.tensor(low_freq, dtype=torch.float64)), mel(torch.tensor(high_freq, dtype=torch.float64))
-    step = (high - low) / (num_bins + 1)
     source_mel = mel(centres[None, :] / alpha.to(torch.float64)[:, None])
     return ((source_mel - low) / step - 1.0).clamp(0, num_bins - 1)
 
