@@ -16,36 +16,30 @@ Frequencies past the first or the last bin take that bin's value.
     dataset = K2SpeechRecognitionDataset(input_transforms=[FrequencyWarp(max_warp=0.1)])
 """
 
+import numpy as np
 import torch
+from lhotse.features.kaldi.layers import lin2mel, mel2lin
 
 
-def mel(hz: torch.Tensor) -> torch.Tensor:
-    return 1127.0 * torch.log1p(hz / 700.0)
-
-
-def inverse_mel(m: torch.Tensor) -> torch.Tensor:
-    return 700.0 * torch.expm1(m / 1127.0)
-
-
-def _mel_band(num_bins: int, low_freq: float, high_freq: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """The band's lower edge and the spacing of the bin centres, both in mel."""
-    low, high = (mel(torch.tensor(f, dtype=torch.float64)) for f in (low_freq, high_freq))
-    return low, (high - low) / (num_bins + 1)
+def _mel_band(num_bins: int, low_freq: float, high_freq: float) -> tuple[float, float]:
+    """The band's lower edge and the spacing of the bin centres, both in mel (as lhotse's Fbank)."""
+    low = lin2mel(low_freq)
+    return low, (lin2mel(high_freq) - low) / (num_bins + 1)
 
 
 def mel_bin_centres(num_bins: int, low_freq: float, high_freq: float) -> torch.Tensor:
     """Centre frequency (Hz) of each of ``num_bins`` triangular mel filters spanning low..high."""
     low, step = _mel_band(num_bins, low_freq, high_freq)
-    return inverse_mel(low + step * torch.arange(1, num_bins + 1, dtype=torch.float64))
+    return torch.from_numpy(mel2lin(low + step * np.arange(1, num_bins + 1)))
 
 
 def warp_source_positions(alpha: torch.Tensor, num_bins: int, low_freq: float, high_freq: float) -> torch.Tensor:
     """For each factor of ``alpha`` [N], the fractional bin index [N, num_bins] of the original
     utterance that each bin of the warped one reads (``f_i / alpha`` on the mel bin axis)."""
     low, step = _mel_band(num_bins, low_freq, high_freq)
-    centres = mel_bin_centres(num_bins, low_freq, high_freq)
-    source_mel = mel(centres[None, :] / alpha.to(torch.float64)[:, None])
-    return ((source_mel - low) / step - 1.0).clamp(0, num_bins - 1)
+    centres = mel_bin_centres(num_bins, low_freq, high_freq).numpy()
+    source_mel = lin2mel(centres[None, :] / alpha.double().numpy()[:, None])
+    return torch.from_numpy((source_mel - low) / step - 1.0).clamp(0, num_bins - 1)
 
 
 def warp_features(features: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
