@@ -1,5 +1,5 @@
 # Longer CPU preset of the built-in corpus: TODM against every deployed spec trained alone, on a
-# bigger training set: 99 min on 2 cores plus setup (measured; the README's results-long block).
+# bigger training set: 103 min on 2 cores plus setup (measured; the README's results-long block).
 #   ./run.sh --config conf/builtin_long.sh
 # Its data and models stay apart from the default run's (data/long, exp/long); run.sh sources the
 # default preset (conf/builtin.sh) after this file for everything not set here (BPE 64, batches,
@@ -14,7 +14,7 @@ exp_dir=exp/long
 # learns them by heart and stalls on the held-out test voices (L6-F576-H4 alone, held-out-voice
 # test WER 38.9% after 8 epochs with fixed voices, 35.8% with varied ones; the README's Status).
 builtin_args="--num-extra-train 2000 --extra-max-words 12 --extra-top-words 4000 --vary-train-voices true"
-# 742 steps per epoch, 7 epochs: supernet 30 min, the five baselines 67 min with their decoding.
+# 742 steps per epoch, 7 epochs: supernet 31 min, the five baselines 69 min with their decoding.
 # The supernet's valid loss stops falling after epoch 5-6 (largest 0.371 / 0.374 after epochs 6 / 7).
 # Dropout is within seed noise here (test better, dev and valid loss worse), so the preset keeps
 # the default run's --dropout 0 (adaptive dropout, which scales the rate down for smaller
