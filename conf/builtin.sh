@@ -33,7 +33,10 @@
 # base-lr 0.025 58.9 / 50.3, 0.035 58.3 / 48.6 and 58.7 / 50.1 (two seeds), 0.045 59.0 / 49.2 and 57.5 / 49.6,
 # 0.06 60.9 / 50.2: flat within seed noise (about +-1.5 points) from 0.025 to 0.045.
 # One random subnet per sandwich step (largest + 1 random + smallest) keeps the supernet job
-# near half the baselines' cost here; the flag's default (and the LibriSpeech preset) is 2. It is
+# near half the baselines' cost here; the flag's default (and the LibriSpeech preset) is 2, which
+# made the supernet 1.17x dearer (871 s) for better middle specs on dev and the same test WER (seed
+# 42 with the warp, LODR, L2..L6, one / two: dev 18.63 / 15.30 / 14.65 / 15.22 / 13.59 and 18.47 /
+# 15.05 / 14.00 / 12.77 / 13.26, test mean 25.15 and 25.28). It is
 # one of the three deployed specs between the smallest and the largest (--random-subnets
 # deployable), not one of the space's 80, each of which would otherwise be drawn once in 80 steps:
 # long preset, 7 epochs, TODM vs the five baselines, median +10.4% drawing from the space, -1.5%
