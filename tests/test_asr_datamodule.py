@@ -1,5 +1,6 @@
 import argparse
 
+import pytest
 import sentencepiece as spm
 import torch
 from lhotse.dataset import DynamicBucketingSampler
@@ -27,7 +28,8 @@ def test_skip_first_continues_the_same_epoch(tiny_recipe):
     assert len(full) > 3 and batches(3) == full[3:]
 
 
-def test_freq_warp_changes_training_features_only(tiny_recipe, monkeypatch):
+@pytest.mark.parametrize("flag", ["--freq-warp", "--spectral-envelope"])
+def test_feature_perturbations_change_training_features_only(tiny_recipe, monkeypatch, flag):
     monkeypatch.chdir(tiny_recipe)  # the manifests name their feature files relative to the recipe
 
     def first_batch(data, training):
@@ -36,7 +38,7 @@ def test_freq_warp_changes_training_features_only(tiny_recipe, monkeypatch):
         return next(iter(loader))["inputs"]
 
     fixed = ("--enable-spec-aug", "false", "--shuffle", "false", "--num-buckets", "2")
-    plain, warped = _data(tiny_recipe, *fixed), _data(tiny_recipe, *fixed, "--freq-warp", "0.1")
+    plain, warped = _data(tiny_recipe, *fixed), _data(tiny_recipe, *fixed, flag, "0.1")
     assert torch.equal(first_batch(plain, training=True), first_batch(plain, training=True))
     assert not torch.equal(first_batch(plain, training=True), first_batch(warped, training=True))
     assert torch.equal(first_batch(plain, training=False), first_batch(warped, training=False))

@@ -19,6 +19,7 @@ from lhotse.dataset import DynamicBucketingSampler, K2SpeechRecognitionDataset, 
 from torch.utils.data import DataLoader
 
 from todm.frequency_warp import FrequencyWarp
+from todm.spectral_envelope import SpectralEnvelope
 from todm.subsampling import subsampled_lengths
 from todm.utils import str2bool
 
@@ -87,6 +88,9 @@ class AsrDataModule:
         g.add_argument("--freq-warp", type=float, default=0.0,
                        help="vocal tract length perturbation: stretch each training utterance's frequency "
                        "axis by a random factor in 1 +- this (0: off; todm/frequency_warp.py)")
+        g.add_argument("--spectral-envelope", type=float, default=0.0,
+                       help="add to each training utterance's log-mel frames a random smooth curve over "
+                       "frequency, its tilt up to +- this in log energy (0: off; todm/spectral_envelope.py)")
         g.add_argument("--min-utt-duration", type=float, default=0.5)
         g.add_argument("--max-utt-duration", type=float, default=20.0)
 
@@ -103,6 +107,8 @@ class AsrDataModule:
     def train_dataloader(self, cuts: CutSet, epoch: int, seed: int, skip_batches: int = 0) -> DataLoader:
         a = self.args
         transforms = [FrequencyWarp(a.freq_warp)] if a.freq_warp > 0 else []
+        if a.spectral_envelope > 0:
+            transforms.append(SpectralEnvelope(a.spectral_envelope))
         if a.enable_spec_aug:
             transforms.append(SpecAugment(time_warp_factor=a.spec_aug_time_warp_factor,
                                           num_frame_masks=10, features_mask_size=27,
