@@ -49,6 +49,14 @@ def warp_features(features: torch.Tensor, positions: torch.Tensor) -> torch.Tens
     return features[:, below] * (1 - frac) + features[:, below + 1] * frac
 
 
+def supervised_spans(features: torch.Tensor, supervision_segments: torch.Tensor | None) -> list[list[int]]:
+    """``[sequence_idx, start_frame, num_frames]`` of each supervision of a batch [B, T, F], as lhotse
+    passes them to an input transform; without them, every whole sequence."""
+    if supervision_segments is None:
+        return [[i, 0, features.shape[1]] for i in range(features.shape[0])]
+    return supervision_segments.tolist()
+
+
 class FrequencyWarp:
     """Stretch each utterance's frequency axis by a factor drawn uniformly in 1 +- ``max_warp``.
 
@@ -69,13 +77,11 @@ class FrequencyWarp:
         return f"FrequencyWarp(max_warp={self.max_warp}, low_freq={self.low_freq}, high_freq={self.high_freq})"
 
     def __call__(self, features: torch.Tensor, supervision_segments: torch.Tensor | None = None) -> torch.Tensor:
-        batch, frames, num_bins = features.shape
-        if supervision_segments is None:
-            supervision_segments = torch.tensor([[i, 0, frames] for i in range(batch)])
-        alpha = 1.0 + (2 * torch.rand(len(supervision_segments)) - 1) * self.max_warp
-        positions = warp_source_positions(alpha, num_bins, self.low_freq, self.high_freq)
+        spans = supervised_spans(features, supervision_segments)
+        alpha = 1.0 + (2 * torch.rand(len(spans)) - 1) * self.max_warp
+        positions = warp_source_positions(alpha, features.shape[-1], self.low_freq, self.high_freq)
         out = features.clone()
-        for (seq, start, num), pos in zip(supervision_segments.tolist(), positions):
+        for (seq, start, num), pos in zip(spans, positions):
             out[seq, start:start + num] = warp_features(features[seq, start:start + num], pos)
         return out
 

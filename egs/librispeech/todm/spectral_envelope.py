@@ -22,6 +22,8 @@ import math
 
 import torch
 
+from todm.frequency_warp import supervised_spans
+
 
 def cosine_basis(num_components: int, num_bins: int) -> torch.Tensor:
     """[num_components, num_bins]: row ``k - 1`` is ``cos(pi k (i + 0.5) / num_bins)``."""
@@ -56,11 +58,9 @@ class SpectralEnvelope:
         return gains @ cosine_basis(self.num_components, num_bins)
 
     def __call__(self, features: torch.Tensor, supervision_segments: torch.Tensor | None = None) -> torch.Tensor:
-        batch, frames, num_bins = features.shape
-        if supervision_segments is None:
-            supervision_segments = torch.tensor([[i, 0, frames] for i in range(batch)])
-        curves = self.curves(len(supervision_segments), num_bins).to(features.dtype)
+        spans = supervised_spans(features, supervision_segments)
+        curves = self.curves(len(spans), features.shape[-1]).to(features.dtype)
         out = features.clone()
-        for (seq, start, num), curve in zip(supervision_segments.tolist(), curves):
+        for (seq, start, num), curve in zip(spans, curves):
             out[seq, start:start + num] += curve
         return out
