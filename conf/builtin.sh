@@ -91,8 +91,11 @@ esac
 # 16.76; 2.0 23.74 (30.56 / 16.98), dev 16.92. The whole default run at 1.0 (seed 42): mean test WER
 # of the five subnets 25.76 against 25.15, dev 16.32 against 15.48; its largest subnet's held-out /
 # training voices 29.56 / 17.86 against 30.67 / 15.99 (one supernet step trains each subnet less).
+# conf/builtin_long.sh sets it for its longer run.
+: "${spectral_envelope:=0}"
 preset_train_args="--warmup-batches 100 --lr-batches 1000 --lr-epochs 2 --warm-step 300
   --enable-spec-aug false --use-ctc true --ctc-loss-scale 2.0 --num-random-subnets 1
-  --random-subnets deployable --dropout 0 --ssm-dt-min 0.02 --freq-warp 0.1"
+  --random-subnets deployable --dropout 0 --ssm-dt-min 0.02 --freq-warp 0.1
+  --spectral-envelope $spectral_envelope"
 # What this CPU run is judged by in its report (the paper-scale targets, 10% / 20%, are todm.report's defaults).
 : "${report_args:=--target-wer-largest 25 --target-wer-every 35}"
