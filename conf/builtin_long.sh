@@ -21,6 +21,10 @@ builtin_args="--num-extra-train 2000 --extra-max-words 12 --extra-top-words 4000
 # subnets, then has nothing to scale): L6-F576-H4 alone, 7 epochs, test WER with LODR
 # (held-out / training voices) and dev: --dropout 0 16.33 (23.78 / 8.93), dev 8.79, valid loss
 # 0.374; --dropout 0.1 15.44 (23.00 / 7.94), dev 10.01, valid loss 0.380.
+# The supernet with --dropout 0.1 (adaptive: p 0.1 for L6 down to 0.019 for L2; with the envelope
+# below, 0.41 s a step against 0.34) has the lower valid loss (largest 0.367 against 0.373) but the
+# higher WER: L2..L6 test 22.52 / 19.26 / 18.43 / 16.38 / 16.27 against 22.91 / 18.65 / 17.16 / 16.66 /
+# 15.77, dev 14.65 / 10.98 / 9.76 / 9.11 / 8.95 against 13.43 / 9.68 / 8.95 / 8.95 / 8.79.
 # The random spectral envelope (--spectral-envelope 1.0, todm/spectral_envelope.py; off in
 # conf/builtin.sh, whose 1950 steps are too few for the supernet to gain) for the held-out voices.
 # Whole preset, same seed, test WER with LODR, L2..L6, without -> with: TODM 23.35 / 19.48 / 17.65 /
