@@ -34,13 +34,15 @@ builtin_args="--num-extra-train 2000 --extra-max-words 12 --extra-top-words 4000
 # 24.11 / 7.50.
 spectral_envelope=1.0
 # The LM beam search's blank penalty is 1.0 (the default run's 1.5 was tuned on its 5-epoch
-# models, which emit more spurious blanks): the supernet of this preset, dev WER with LODR
+# models): chosen on the supernet of this preset (a second run of it), dev WER with LODR
 # (scale 0.7, bigram -0.21), L2..L6, penalty 0 / 0.5 / 1.0 / 1.5 / 2.0: mean 10.02 / 9.85 / 9.81 /
 # 10.30 / 10.86 (1.0: 13.34 / 10.25 / 8.95 / 8.87 / 7.65, every subnet better than at 1.5: 14.08 /
 # 10.82 / 9.19 / 9.19 / 8.22); LM scale 0.5 / 0.9 at 1.5: 10.85 / 10.14, 0.9 at 1.0: 9.96. Test
 # then 21.36 / 18.65 / 17.27 / 15.88 / 15.66 against 22.08 / 18.71 / 17.27 / 16.10 / 16.16.
 # Decoding the average over the last 2 or 3 epochs instead of the last (--avg) is no better:
 # dev mean 10.30 (avg 1) / 10.54 (2) / 10.71 (3).
+# The baselines L2..L5 of that run gain less: dev 15.79 / 10.50 / 8.71 / 9.28 at 1.0 against 15.70 /
+# 10.90 / 9.03 / 8.95 at 1.5 (mean 11.07 against 11.15), test mean 18.42 against 18.39.
 lm_blank_penalty=1.0
 num_epochs=7
 baseline_subnets=all
