@@ -41,8 +41,8 @@ spectral_envelope=1.0
 # then 21.36 / 18.65 / 17.27 / 15.88 / 15.66 against 22.08 / 18.71 / 17.27 / 16.10 / 16.16.
 # Decoding the average over the last 2 or 3 epochs instead of the last (--avg) is no better:
 # dev mean 10.30 (avg 1) / 10.54 (2) / 10.71 (3).
-# The baselines L2..L5 of that run gain less: dev 15.79 / 10.50 / 8.71 / 9.28 at 1.0 against 15.70 /
-# 10.90 / 9.03 / 8.95 at 1.5 (mean 11.07 against 11.15), test mean 18.42 against 18.39.
+# The baselines L2..L6 of that run gain less: dev 15.79 / 10.50 / 8.71 / 9.28 / 9.76 at 1.0 against
+# 15.70 / 10.90 / 9.03 / 8.95 / 10.09 at 1.5 (mean 10.81 against 10.93), test mean 17.88 against 17.81.
 lm_blank_penalty=1.0
 num_epochs=7
 baseline_subnets=all
